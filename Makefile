@@ -1,0 +1,37 @@
+# The two commands of the README. Each does its own set-up on a fresh machine and is a no-op
+# for set-up when the venv is already current (stamp file newer than pyproject/constraints).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.laionflow-installed
+DEMO_ROOT ?= ./demo-output
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup lint clean check-java
+
+setup: $(STAMP)
+
+check-java:
+	@scripts/check_java.sh
+
+$(STAMP): pyproject.toml constraints.txt scripts/check_java.sh laionflow/setup/torchvision_cpu.py
+	@scripts/check_java.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m laionflow.setup.torchvision_cpu
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/laionflow demo --root $(DEMO_ROOT)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache

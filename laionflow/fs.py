@@ -1,0 +1,89 @@
+"""Tiny fsspec façade: one place that knows how to read, write and publish atomically on a
+local path or ``s3://``. Jobs never build file systems themselves."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import fsspec
+
+
+def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, _, paths = fsspec.get_fs_token_paths(path)
+    return fs, paths[0]
+
+
+def open(path: str, mode: str = "rb", **kwargs: Any) -> IO:  # noqa: A001 - mirrors fsspec
+    return fsspec.open(path, mode, **kwargs).open()
+
+
+def exists(path: str) -> bool:
+    fs, p = filesystem(path)
+    return fs.exists(p)
+
+
+def makedirs(path: str) -> None:
+    fs, p = filesystem(path)
+    fs.makedirs(p, exist_ok=True)
+
+
+def ls(path: str) -> list[str]:
+    """Sorted entries under ``path`` (full paths, same protocol), empty if it does not exist."""
+    fs, p = filesystem(path)
+    if not fs.exists(p):
+        return []
+    proto = path.split("://")[0] + "://" if "://" in path else ""
+    return sorted(proto + e if proto and not e.startswith(proto) else e for e in fs.ls(p, detail=False))
+
+
+def rm(path: str, recursive: bool = False) -> None:
+    fs, p = filesystem(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=recursive)
+
+
+def rename(src: str, dst: str) -> None:
+    fs, s = filesystem(src)
+    _, d = filesystem(dst)
+    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
+        os.replace(s, d)  # atomic on one POSIX file system
+    else:
+        fs.mv(s, d, recursive=True)
+
+
+def tmp_name(path: str) -> str:
+    head, _, tail = path.rpartition("/")
+    return f"{head}/.{tail}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb") -> Iterator[IO]:
+    """Write to a hidden temporary name, publish with a rename only once fully written.
+
+    Readers (and reruns that test "does the done file exist") therefore never see a half file.
+    """
+    makedirs(path.rpartition("/")[0] or ".")
+    tmp = tmp_name(path)
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+        rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            rm(tmp)
+        raise
+
+
+def write_json(path: str, data: Any) -> None:
+    with atomic_write(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+
+
+def read_json(path: str) -> Any:
+    with open(path, "r") as fh:
+        return json.load(fh)

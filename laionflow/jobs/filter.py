@@ -1,0 +1,172 @@
+"""Stage 2: normalise columns, filter by rule, exact dedup, deterministic shuffle, repartition.
+
+Runs on Spark (``spark_jobs/filter_dedup.py`` under spark-submit, or in-process for the CLI).
+Every raw row is accounted for: it is either filtered with the name of the first rule it fails
+(``invalid_url`` for null/empty/non-http(s) URLs), dropped as a duplicate of an identical
+``dedup_keys`` tuple, or kept in exactly one output part. The shuffle is a hash of
+``(seed, url, caption)`` rather than ``rand()``, so the same input gives the same parts and
+the same order on ``local[*]`` and on a cluster, whatever the partitioning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from functools import reduce
+
+from laionflow import fs
+from laionflow.layout import Layout
+from laionflow.recipes import Recipe
+from laionflow.schema import CANONICAL_TYPES, SchemaError, column_mapping
+
+log = logging.getLogger(__name__)
+INVALID_URL = "invalid_url"
+
+
+def raw_files(recipe: Recipe) -> list[str]:
+    files = [p for p in fs.ls(Layout(recipe.dataset_root).raw_metadata)
+             if not os.path.basename(p).startswith((".", "_"))]
+    if not files:
+        raise FileNotFoundError(f"no metadata under {Layout(recipe.dataset_root).raw_metadata}")
+    return files
+
+
+def read_normalised(spark, path: str, overrides: dict[str, str]):
+    """One raw part as a DataFrame of canonical columns (all of them; absent ones are null)."""
+    from pyspark.sql import functions as F
+
+    if path.endswith(".csv") or path.endswith(".csv.gz"):
+        df = (spark.read.option("header", True).option("multiLine", True).option("escape", '"')
+              .csv(path))
+    elif ".parquet" in path:
+        df = spark.read.parquet(path)
+    else:
+        raise SchemaError(f"{path}: unknown metadata format (expected .parquet or .csv)")
+    try:
+        mapping = column_mapping(df.columns, overrides)
+    except SchemaError as err:
+        raise SchemaError(f"{os.path.basename(path)}: {err}") from None
+    by_canonical = {v: k for k, v in mapping.items()}
+    cols = []
+    for name, typ in CANONICAL_TYPES.items():
+        if name in by_canonical:
+            cols.append(F.col(f"`{by_canonical[name]}`").cast(typ).alias(name))
+        else:
+            cols.append(F.lit(None).cast(typ).alias(name))
+    return df.select(*cols)
+
+
+def _rule_condition(rule, F):
+    col = F.col(rule.column)
+    if rule.column == "aspect_ratio":
+        col = F.greatest("width", "height") / F.least("width", "height")
+    ops = {">=": col.__ge__, ">": col.__gt__, "<=": col.__le__, "<": col.__lt__,
+           "==": col.__eq__, "!=": col.__ne__}
+    if rule.op == "in":
+        return col.isin(rule.value)
+    if rule.op == "not_in":
+        return ~col.isin(rule.value)
+    return ops[rule.op](rule.value)
+
+
+def reason_column(recipe: Recipe):
+    """``null`` for a row that passes every rule, else the name of the first rule it fails."""
+    from pyspark.sql import functions as F
+
+    valid_url = F.coalesce(F.col("url").rlike(r"^(?i)https?://\S+$"), F.lit(False))
+    expr = F.when(~valid_url, F.lit(INVALID_URL))
+    for rule in recipe.filter.rules:
+        expr = expr.when(~F.coalesce(_rule_condition(rule, F), F.lit(False)), F.lit(rule.name))
+    return expr
+
+
+def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    layout = Layout(recipe.dataset_root)
+    if fs.exists(layout.filter_stats) and not force:
+        log.info("filter: %s exists, skipping (use --force to redo)", layout.filter_stats)
+        return fs.read_json(layout.filter_stats)
+    started = time.time()
+    files = raw_files(recipe)
+    frames = [read_normalised(spark, p, recipe.columns) for p in files]
+    df = reduce(lambda a, b: a.unionByName(b), frames)
+    df = df.withColumn("_reason", reason_column(recipe))
+    cfg = recipe.filter
+    keys = [F.col(k) for k in cfg.dedup_keys]
+    all_cols = [F.coalesce(F.col(c).cast("string"), F.lit("\0")) for c in CANONICAL_TYPES]
+    order = F.xxhash64(F.lit(cfg.seed), *keys) if cfg.shuffle else F.monotonically_increasing_id()
+    kept = (
+        df.where(F.col("_reason").isNull())
+        .withColumn("_tiebreak", F.xxhash64(*all_cols))
+        .withColumn("_rn", F.row_number().over(Window.partitionBy(*keys).orderBy("_tiebreak")))
+    )
+    counts = (df.groupBy("_reason").count().collect())
+    by_reason = {r["_reason"]: r["count"] for r in counts}
+    passed = by_reason.pop(None, 0)
+    raw_rows = passed + sum(by_reason.values())
+    unique = (
+        kept.where(F.col("_rn") == 1)
+        .withColumn("_order", order)
+        .withColumn("_part", F.pmod(F.xxhash64(F.lit(cfg.seed), *keys), F.lit(cfg.num_parts)))
+    )
+    present = [c for c in CANONICAL_TYPES if c not in ("aesthetic", "language")
+               or c in {n for f in frames for n in f.columns}]
+    tmp = f"{layout.filtered_metadata}/.tmp-{uuid.uuid4().hex[:8]}"
+    (unique.repartition(cfg.num_parts, "_part").sortWithinPartitions("_part", "_order")
+     .select(*present, "_part").write.partitionBy("_part").parquet(tmp))
+    parts: dict[int, int] = {}
+    for part_dir in fs.ls(tmp):
+        name = os.path.basename(part_dir)
+        if not name.startswith("_part="):
+            continue
+        part = int(name.split("=")[1])
+        data = [p for p in fs.ls(part_dir) if p.endswith(".parquet")]
+        if len(data) != 1:
+            raise RuntimeError(f"expected one file for part {part}, got {data}")
+        fs.rename(data[0], layout.filtered_part(part))
+    fs.rm(tmp, recursive=True)
+    import pyarrow.parquet as pq
+
+    for path in fs.ls(layout.filtered_metadata):
+        if os.path.basename(path).startswith("part-") and path.endswith(".parquet"):
+            with fs.open(path) as fh:
+                parts[int(os.path.basename(path)[5:10])] = pq.ParquetFile(fh).metadata.num_rows
+    kept_rows = sum(parts.values())
+    summary = {
+        "stage": "filter",
+        "raw_rows": raw_rows,
+        "filtered": dict(sorted(by_reason.items())),
+        "duplicates": passed - kept_rows,
+        "kept": kept_rows,
+        "parts": {str(k): v for k, v in sorted(parts.items())},
+        "sources": [os.path.basename(p) for p in files],
+        "seconds": round(time.time() - started, 2),
+    }
+    fs.write_json(layout.filter_stats, summary)  # written last: marks the stage done
+    log.info("filter: %d raw -> %d kept in %d parts (%d duplicates, filtered %s)", raw_rows,
+             kept_rows, len(parts), summary["duplicates"], summary["filtered"])
+    return summary
+
+
+def spark_session(master: str | None = None, app: str = "laionflow"):
+    """A Spark session bound to loopback, UI off (the UI would listen on every interface)."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app)
+    if master:
+        builder = builder.master(master)
+    return (builder.config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"))
+            .getOrCreate())
+
+
+def run(recipe: Recipe, force: bool = False, master: str | None = "local[*]") -> dict:
+    """CLI/in-process entry: start (or reuse) a session and run the job."""
+    return run_spark(spark_session(master), recipe, force=force)

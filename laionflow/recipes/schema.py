@@ -1,0 +1,149 @@
+"""Typed recipe schema.
+
+A recipe is everything a run needs to know, validated before any work starts: pydantic with
+``extra="forbid"`` everywhere, so a misspelled key fails with the field's dotted path instead
+of being silently ignored three hours into a download.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from laionflow.schema import CANONICAL_TYPES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MetadataSource(_Strict):
+    """Where the raw metadata parts come from (Hugging Face ``resolve`` URLs or any http(s))."""
+
+    urls: list[str] = Field(min_length=1)
+    retries: int = Field(default=5, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("urls")
+    @classmethod
+    def _http_or_local(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://", "file://", "hf://datasets/", "/")):
+                raise ValueError(f"metadata url {url!r} must be http(s)://, hf://datasets/..., file:// or a path")
+        return urls
+
+
+class FilterRule(_Strict):
+    """``column op value``; a row failing it (or with a null in ``column``) is counted under
+    ``name``. Rules are evaluated in order and a row is attributed to the first one it fails."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    column: str
+    op: Literal[">=", ">", "<=", "<", "==", "!=", "in", "not_in"]
+    value: float | int | str | list[float | int | str]
+
+    @field_validator("column")
+    @classmethod
+    def _known_column(cls, column: str) -> str:
+        if column not in CANONICAL_TYPES and column != "aspect_ratio":
+            raise ValueError(
+                f"unknown column {column!r}; canonical columns: "
+                f"{sorted([*CANONICAL_TYPES, 'aspect_ratio'])}"
+            )
+        return column
+
+    @model_validator(mode="after")
+    def _value_matches_op(self) -> FilterRule:
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"rule {self.name!r}: op {self.op!r} needs a list value")
+        if self.op not in ("in", "not_in") and isinstance(self.value, list):
+            raise ValueError(f"rule {self.name!r}: op {self.op!r} needs a scalar value")
+        return self
+
+
+class FilterConfig(_Strict):
+    rules: list[FilterRule] = Field(default_factory=list)
+    dedup_keys: list[str] = Field(default_factory=lambda: ["url", "caption"])
+    shuffle: bool = True
+    seed: int = 0
+    num_parts: int = Field(default=32, ge=1, le=100_000)
+
+    @field_validator("dedup_keys")
+    @classmethod
+    def _known_keys(cls, keys: list[str]) -> list[str]:
+        unknown = [k for k in keys if k not in CANONICAL_TYPES]
+        if unknown:
+            raise ValueError(f"unknown dedup key(s) {unknown}; canonical: {sorted(CANONICAL_TYPES)}")
+        return keys
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> FilterConfig:
+        names = [r.name for r in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"filter rule names must be unique, got {names}")
+        return self
+
+
+class DownloadConfig(_Strict):
+    """img2dataset options, with img2dataset's own names and meanings."""
+
+    image_size: int = Field(default=256, ge=8, le=8192)
+    resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = (
+        "border"
+    )
+    resize_only_if_bigger: bool = False
+    skip_reencode: bool = False
+    output_format: Literal["webdataset", "files", "parquet", "tfrecord"] = "webdataset"
+    encode_format: Literal["jpg", "png", "webp"] = "jpg"
+    number_sample_per_shard: int = Field(default=10_000, ge=1)
+    processes: int = Field(default=2, ge=1)
+    threads: int = Field(default=16, ge=1)
+    timeout_s: int = Field(default=10, ge=1)
+    retries: int = Field(default=0, ge=0)
+    user_agent_token: str = "laionflow"
+    disallowed_header_directives: list[str] = Field(
+        default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
+    )
+
+
+class ClipConfig(_Strict):
+    """open_clip model; ``pretrained`` is a tag (downloaded by open_clip) or a local checkpoint."""
+
+    model: str = "ViT-B-32"
+    pretrained: str | None = "laion400m_e32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=256, ge=1)
+    num_workers: int = Field(default=2, ge=0)
+
+
+class IndexConfig(_Strict):
+    """autofaiss options (its own names)."""
+
+    max_index_memory_usage: str = "4G"
+    current_memory_available: str = "8G"
+    metric_type: Literal["ip", "l2"] = "ip"
+    min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    root: str = Field(
+        default="./data",
+        description="parent folder (or s3:// URL); the dataset lives at ROOT/<name>",
+    )
+    metadata: MetadataSource
+    columns: dict[str, str] = Field(default_factory=dict)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    part_ids: list[int] | None = Field(
+        default=None, description="restrict download and later stages to these parts"
+    )
+
+    @property
+    def dataset_root(self) -> str:
+        return self.root.rstrip("/") + "/" + self.name

@@ -1,0 +1,1 @@
+"""Fixture corpus and fixture HTTP server. Shipped in the package: the demo uses them."""

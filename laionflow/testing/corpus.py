@@ -1,0 +1,151 @@
+"""Deterministic LAION-400M-like fixture: metadata parts (parquet and csv, real column
+names) pointing at images served over HTTP, with planted duplicates, dead URLs and rows that
+each filter rule rejects. Everything follows from ``seed``, so tests can predict counts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+FORMATS = ("jpeg", "png", "webp", "gray", "exif")  # gray = L-mode jpeg; exif = rotated jpeg
+FORMAT_WEIGHTS = (0.5, 0.2, 0.15, 0.1, 0.05)
+EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gray": "jpg", "exif": "jpg"}
+WORDS = ("red cat sofa mountain river city night blue car old house beach dog tree sky "
+         "flower portrait vintage poster logo food bread street bridge snow forest").split()
+
+
+@dataclass
+class CorpusSpec:
+    rows: int = 2000
+    parts: int = 4
+    seed: int = 0
+    dead_fraction: float = 0.05
+    duplicate_fraction: float = 0.03
+    low_similarity_fraction: float = 0.04
+    nsfw_fraction: float = 0.03
+    small_fraction: float = 0.03
+    formats: tuple[str, ...] = ("parquet", "csv")  # alternated over parts
+    min_side: int = 96
+    max_side: int = 640
+
+
+@dataclass
+class CorpusManifest:
+    base_url: str
+    spec: dict
+    metadata_files: list[str]
+    metadata_urls: list[str]
+    rows: int
+    dead_urls: int
+    duplicates: int
+    images: int
+    planted: dict = field(default_factory=dict)
+
+
+def _image_bytes(rng: np.random.Generator, w: int, h: int, fmt: str) -> bytes:
+    """A smooth random picture (upsampled noise), distinct per seed, of exactly w×h pixels."""
+    small = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    img = Image.fromarray(small, "RGB").resize((w, h), Image.BICUBIC)
+    buf = io.BytesIO()
+    if fmt == "gray":
+        img.convert("L").save(buf, "JPEG", quality=90)
+    elif fmt == "exif":
+        # stored rotated: a viewer honouring EXIF orientation 6 shows it w×h
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        img.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
+    elif fmt == "png":
+        img.save(buf, "PNG")
+    elif fmt == "webp":
+        img.save(buf, "WEBP", quality=85)
+    else:
+        img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def build_corpus(out_dir: str | Path, base_url: str, spec: CorpusSpec | None = None) -> CorpusManifest:
+    """Write ``images/`` and ``metadata/`` under ``out_dir``; URLs point at ``base_url``."""
+    spec = spec or CorpusSpec()
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "metadata").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    n = spec.rows
+    kinds = rng.choice(len(FORMATS), size=n, p=FORMAT_WEIGHTS)
+    widths = rng.integers(spec.min_side, spec.max_side + 1, size=n)
+    heights = rng.integers(spec.min_side, spec.max_side + 1, size=n)
+    rows = []
+    dead = 0
+    for i in range(n):
+        fmt = FORMATS[kinds[i]]
+        name = f"{i:06d}.{EXT[fmt]}"
+        is_dead = rng.random() < spec.dead_fraction
+        w, h = int(widths[i]), int(heights[i])
+        if is_dead:
+            dead += 1
+            name = f"gone-{i:06d}.jpg"
+        else:
+            img_rng = np.random.default_rng([spec.seed, i])
+            (out / "images" / name).write_bytes(_image_bytes(img_rng, w, h, fmt))
+        caption = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))) + f" #{i}"
+        rows.append({
+            "SAMPLE_ID": str(1_000_000 + i),
+            "URL": f"{base_url}/images/{name}",
+            "TEXT": caption,
+            "HEIGHT": h,
+            "WIDTH": w,
+            "LICENSE": "?" if rng.random() < 0.8 else "creativecommons.org/licenses/by/4.0",
+            "NSFW": "UNLIKELY",
+            "similarity": float(np.round(rng.uniform(0.3, 0.45), 6)),
+            "punsafe": float(np.round(rng.uniform(0, 0.2), 6)),
+            "pwatermark": float(np.round(rng.uniform(0, 0.5), 6)),
+            "hash": str(int(rng.integers(-(2**62), 2**62))),
+        })
+    df = pd.DataFrame(rows)
+    # planted rows for each filter rule (on live URLs too, so they are not "dead" as well)
+    planted = {}
+    for col, frac, value in (("similarity", spec.low_similarity_fraction, 0.1),
+                             ("NSFW", spec.nsfw_fraction, "NSFW")):
+        idx = rng.choice(n, size=int(n * frac), replace=False)
+        df.loc[idx, col] = value
+        planted[col] = len(idx)
+    small = rng.choice(n, size=int(n * spec.small_fraction), replace=False)
+    df.loc[small, "WIDTH"] = 32
+    planted["small"] = len(small)
+    # exact url+caption duplicates of earlier rows (other columns may differ, as in the wild)
+    n_dup = int(n * spec.duplicate_fraction)
+    src = rng.choice(n, size=n_dup, replace=False)
+    dups = df.loc[src].copy()
+    dups["SAMPLE_ID"] = [str(2_000_000 + k) for k in range(n_dup)]
+    dups["similarity"] = np.round(rng.uniform(0.3, 0.45, size=n_dup), 6)
+    df = pd.concat([df, dups], ignore_index=True)
+    df = df.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
+
+    files, urls = [], []
+    bounds = np.linspace(0, len(df), spec.parts + 1).astype(int)
+    for part in range(spec.parts):
+        chunk = df.iloc[bounds[part] : bounds[part + 1]]
+        fmt = spec.formats[part % len(spec.formats)]
+        if fmt == "csv":  # the csv releases spell the columns in lower case
+            chunk = chunk.rename(columns={"URL": "url", "TEXT": "caption", "WIDTH": "width",
+                                          "HEIGHT": "height"})
+            name = f"part-{part:05d}.csv"
+            chunk.to_csv(out / "metadata" / name, index=False)
+        else:
+            name = f"part-{part:05d}.snappy.parquet"
+            chunk.to_parquet(out / "metadata" / name, index=False)
+        files.append(str(out / "metadata" / name))
+        urls.append(f"{base_url}/metadata/{name}")
+    manifest = CorpusManifest(
+        base_url=base_url, spec=asdict(spec), metadata_files=files, metadata_urls=urls,
+        rows=len(df), dead_urls=dead, duplicates=n_dup, images=n - dead, planted=planted,
+    )
+    (out / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest

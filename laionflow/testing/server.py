@@ -1,0 +1,126 @@
+"""Fixture HTTP server on 127.0.0.1: serves a directory, honours ``Range`` requests, and
+injects faults on chosen paths (status codes, truncated bodies) for a given number of
+attempts, so tests exercise retries and resumption against a real socket."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+                 ".parquet": "application/octet-stream", ".csv": "text/csv",
+                 ".json": "application/json"}
+
+
+@dataclass
+class Fault:
+    """``kind``: ``status`` (answer ``status``) or ``truncate`` (send ``fraction`` of the body
+    then close). Applies to the first ``times`` requests of the path (``-1``: always)."""
+
+    kind: str = "status"
+    status: int = 500
+    fraction: float = 0.5
+    times: int = 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FixtureServer  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args) -> None:  # keep test output readable
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        srv = self.server
+        path = self.path.split("?", 1)[0]
+        fault = srv.take_fault(path)
+        if fault and fault.kind == "status":
+            self._plain(fault.status)
+            return
+        local = (srv.root / path.lstrip("/")).resolve()
+        if srv.root not in local.parents or not local.is_file():
+            self._plain(404)
+            return
+        data = local.read_bytes()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0] or 0)
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Type", CONTENT_TYPES.get(local.suffix, "application/octet-stream"))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if fault and fault.kind == "truncate":
+            self.wfile.write(body[: int(len(body) * fault.fraction)])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def _plain(self, code: int) -> None:
+        body = HTTPStatus(code).phrase.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FixtureServer(ThreadingHTTPServer):
+    """``with FixtureServer(dir) as srv: srv.base_url`` — binds 127.0.0.1 only."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, root: str | os.PathLike, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.root = Path(root).resolve()
+        self.faults: dict[str, Fault] = {}
+        self.hits: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+            fault = self.faults.get(path)
+            if fault is None or fault.times == 0:
+                return None
+            if fault.times > 0:
+                fault.times -= 1
+            return fault
+
+    def start(self) -> FixtureServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="fixture-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self) -> FixtureServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
