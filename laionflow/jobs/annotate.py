@@ -1,0 +1,55 @@
+"""Stage 4: per-part annotation files, as the SD 2.1 preparation guides produce them.
+
+* webdataset/tfrecord/parquet output: ``images/part_NNNNN_stats.csv`` — one row per shard,
+  ``tar_path,samples`` (the shard file and how many samples it holds);
+* files output: ``images/part_NNNNN.csv`` — one row per image, ``image_path,caption``.
+
+Counts come from the shard parquet (one row per input sample, with its status) rather than
+from a separate pass over the tars.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+from laionflow import fs
+from laionflow.jobs.download import shard_ids
+from laionflow.layout import Layout, part_name
+from laionflow.recipes import Recipe
+
+log = logging.getLogger(__name__)
+SHARD_EXT = {"webdataset": "tar", "tfrecord": "tfrecord", "parquet": "parquet"}
+
+
+def run(recipe: Recipe, part: int, force: bool = False) -> dict:
+    import pyarrow.parquet as pq
+
+    layout = Layout(recipe.dataset_root)
+    folder = layout.images_part(part)
+    fmt = recipe.download.output_format
+    target = layout.part_files_csv(part) if fmt == "files" else layout.part_stats_csv(part)
+    if fs.exists(target) and not force:
+        log.info("annotate %s: %s exists", part_name(part), target)
+    rows: list[list] = []
+    total = 0
+    for sid in shard_ids(folder):
+        with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
+            table = pq.read_table(fh, columns=["key", "caption", "status"])
+        ok = [(k, c) for k, c, s in zip(*(table.column(n).to_pylist() for n in
+                                         ("key", "caption", "status")), strict=True)
+              if s == "success"]
+        total += len(ok)
+        if fmt == "files":
+            ext = recipe.download.encode_format
+            rows.extend([f"{folder}/{sid:05d}/{key}.{ext}", cap] for key, cap in ok)
+        else:
+            rows.append([f"{folder}/{sid:05d}.{SHARD_EXT[fmt]}", len(ok)])
+    header = ["image_path", "caption"] if fmt == "files" else ["tar_path", "samples"]
+    with fs.atomic_write(target, "w") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    log.info("annotate %s: %d samples -> %s", part_name(part), total, target)
+    return {"stage": "annotate", "part": part, "samples": total, "path": target,
+            "rows": len(rows)}

@@ -1,0 +1,103 @@
+"""Stage 6: autofaiss image and text indices in the layout ``clip back`` loads.
+
+``index/{image.index, text.index, metadata/metadata_NNNNN.parquet, model.json}`` — row i of
+the concatenated metadata (files in name order) is vector i of both indices. The whole folder
+is built under a temporary name and swapped in by rename, so a crash leaves either the old
+index or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+import numpy as np
+
+from laionflow import fs
+from laionflow.layout import Layout, part_name
+from laionflow.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def embedded_parts(layout: Layout) -> list[int]:
+    parts = []
+    for path in fs.ls(layout.embeddings):
+        name = os.path.basename(path)
+        if name.startswith("part_") and fs.exists(f"{path}/_done.json"):
+            parts.append(int(name[5:]))
+    return sorted(parts)
+
+
+def _load(path: str) -> np.ndarray:
+    with fs.open(path) as fh:
+        return np.load(fh)
+
+
+def run(recipe: Recipe, force: bool = False) -> dict:
+    import pyarrow.parquet as pq
+    from autofaiss import build_index
+
+    layout = Layout(recipe.dataset_root)
+    parts = embedded_parts(layout)
+    if not parts:
+        raise FileNotFoundError(f"no finished embeddings under {layout.embeddings}")
+    started = time.time()
+    img, txt = [], []
+    for part in parts:
+        base = layout.embeddings_part(part)
+        img.append(_load(f"{base}/img_emb/img_emb_0.npy"))
+        txt.append(_load(f"{base}/text_emb/text_emb_0.npy"))
+    img_emb = np.concatenate(img).astype(np.float32)
+    txt_emb = np.concatenate(txt).astype(np.float32)
+    if len(img_emb) == 0:
+        raise ValueError("no embeddings to index (every download failed?)")
+    local = "://" not in layout.index
+    work = f"{layout.index}.tmp-{uuid.uuid4().hex[:8]}" if local else f"/tmp/laionflow-index-{uuid.uuid4().hex[:8]}"
+    os.makedirs(f"{work}/metadata", exist_ok=True)
+    opts = recipe.index
+    infos = {}
+    for kind, emb in (("image", img_emb), ("text", txt_emb)):
+        _, info = build_index(
+            embeddings=emb, index_path=f"{work}/{kind}.index",
+            index_infos_path=f"{work}/{kind}_infos.json",
+            max_index_memory_usage=opts.max_index_memory_usage,
+            current_memory_available=opts.current_memory_available,
+            metric_type=opts.metric_type,
+            min_nearest_neighbors_to_retrieve=opts.min_nearest_neighbors_to_retrieve,
+            save_on_disk=True, verbose=logging.WARNING,
+        )
+        infos[kind] = info
+    for part in parts:
+        src = f"{layout.embeddings_part(part)}/metadata/metadata_0.parquet"
+        with fs.open(src) as fh:
+            pq.write_table(pq.read_table(fh), f"{work}/metadata/metadata_{part:05d}.parquet")
+    fs.write_json(f"{work}/model.json", {"model": recipe.clip.model,
+                                         "pretrained": recipe.clip.pretrained,
+                                         "metric_type": opts.metric_type, "parts": parts})
+    summary = {"stage": "index", "size": int(len(img_emb)), "parts": [part_name(p) for p in parts],
+               "index_key": {k: (v or {}).get("index_key") for k, v in infos.items()},
+               "seconds": round(time.time() - started, 2)}
+    fs.write_json(f"{work}/_summary.json", summary)
+    _publish(work, layout.index, local)
+    log.info("index: %d vectors, %s", summary["size"], summary["index_key"])
+    return summary
+
+
+def _publish(work: str, target: str, local: bool) -> None:
+    import shutil
+
+    if local:
+        old = f"{target}.old-{uuid.uuid4().hex[:8]}"
+        if os.path.exists(target):
+            os.replace(target, old)
+        os.replace(work, target)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    fsys, path = fs.filesystem(target)
+    if fsys.exists(path):
+        fsys.rm(path, recursive=True)
+    fsys.put(work, path, recursive=True)
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""Stage 7: ``summary.json`` — the ledger that proves nothing was lost.
+
+    raw rows = filtered (by rule) + duplicates + downloaded + failed (by reason) + not selected
+    embedding rows = downloaded            index size = embedding rows
+
+``not_selected`` counts kept rows of parts this run did not download (``part_ids``); it is 0
+for a full run. The report only reads the other stages' own summaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+from laionflow import fs
+from laionflow.jobs.index import embedded_parts
+from laionflow.layout import Layout, part_name
+from laionflow.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def build_summary(recipe: Recipe) -> dict:
+    layout = Layout(recipe.dataset_root)
+    filt = fs.read_json(layout.filter_stats)
+    downloaded, failed, not_selected = 0, Counter(), 0
+    parts = {}
+    for part_s, rows in filt["parts"].items():
+        part = int(part_s)
+        marker = layout.download_summary(part)
+        if not fs.exists(marker):
+            not_selected += rows
+            parts[part_name(part)] = {"kept": rows, "downloaded": None}
+            continue
+        d = fs.read_json(marker)
+        downloaded += d["successes"]
+        failed.update(d["failed"])
+        parts[part_name(part)] = {"kept": rows, "downloaded": d["successes"],
+                                  "failed": d["failed_total"], "shards": len(d["shards"])}
+    emb_rows = 0
+    for part in embedded_parts(layout):
+        e = fs.read_json(f"{layout.embeddings_part(part)}/_done.json")
+        emb_rows += e["rows"]
+        parts.setdefault(part_name(part), {})["embedded"] = e["rows"]
+    index_size = None
+    if fs.exists(f"{layout.index}/_summary.json"):
+        index_size = fs.read_json(f"{layout.index}/_summary.json")["size"]
+    filtered_total = sum(filt["filtered"].values())
+    accounted = filtered_total + filt["duplicates"] + downloaded + sum(failed.values()) + not_selected
+    ledger = {
+        "raw_rows": filt["raw_rows"],
+        "filtered": filt["filtered"],
+        "filtered_total": filtered_total,
+        "duplicates": filt["duplicates"],
+        "downloaded": downloaded,
+        "failed": dict(sorted(failed.items())),
+        "failed_total": sum(failed.values()),
+        "not_selected": not_selected,
+        "accounted": accounted,
+        "balanced": accounted == filt["raw_rows"],
+        "embedding_rows": emb_rows,
+        "embeddings_match": emb_rows == downloaded,
+        "index_size": index_size,
+        "index_matches": index_size == emb_rows,
+    }
+    return {"recipe": recipe.name, "dataset_root": recipe.dataset_root, "ledger": ledger,
+            "parts": parts, "config": recipe.model_dump(mode="json")}
+
+
+def format_ledger(summary: dict) -> str:
+    led = summary["ledger"]
+    lines = [f"ledger for {summary['recipe']} ({summary['dataset_root']})",
+             f"  raw rows            {led['raw_rows']:>10}"]
+    for rule, n in led["filtered"].items():
+        lines.append(f"  - filtered {rule:<9}{n:>10}")
+    lines.append(f"  - duplicates        {led['duplicates']:>10}")
+    lines.append(f"  - downloaded        {led['downloaded']:>10}")
+    for reason, n in led["failed"].items():
+        lines.append(f"  - failed {reason:<11}{n:>10}")
+    if led["not_selected"]:
+        lines.append(f"  - not selected      {led['not_selected']:>10}")
+    lines.append(f"  = accounted         {led['accounted']:>10}   "
+                 f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}")
+    lines.append(f"  embeddings rows     {led['embedding_rows']:>10}   "
+                 f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}")
+    lines.append(f"  index size          {led['index_size']!s:>10}   "
+                 f"{'= embeddings' if led['index_matches'] else '!= embeddings'}")
+    return "\n".join(lines)
+
+
+def run(recipe: Recipe, force: bool = False) -> dict:
+    summary = build_summary(recipe)
+    layout = Layout(recipe.dataset_root)
+    fs.write_json(layout.summary, summary)
+    log.info("%s", format_ledger(summary))
+    if not summary["ledger"]["balanced"]:
+        raise RuntimeError("ledger does not balance:\n" + format_ledger(summary))
+    return {"stage": "report", "path": layout.summary, **{k: summary["ledger"][k] for k in
+            ("raw_rows", "downloaded", "failed_total", "balanced", "index_size")},
+            }

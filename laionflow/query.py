@@ -1,0 +1,75 @@
+"""Answer text->image and image->image queries from a built index folder."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from laionflow import fs
+
+
+class IndexReader:
+    """Memory-mapped image/text indices plus the aligned metadata of ``index/``."""
+
+    def __init__(self, index_dir: str):
+        import faiss
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.dir = index_dir.rstrip("/")
+        self.info = fs.read_json(f"{self.dir}/model.json")
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+        self.image = faiss.read_index(f"{self.dir}/image.index", flags)
+        self.text = faiss.read_index(f"{self.dir}/text.index", flags)
+        files = [p for p in fs.ls(f"{self.dir}/metadata") if p.endswith(".parquet")]
+        self.metadata = pa.concat_tables(pq.read_table(p) for p in files)
+        if self.metadata.num_rows != self.image.ntotal:
+            raise ValueError(f"{index_dir}: {self.metadata.num_rows} metadata rows but "
+                             f"{self.image.ntotal} vectors")
+
+    def search(self, vectors: np.ndarray, k: int = 5, which: str = "image"):
+        index = self.image if which == "image" else self.text
+        return index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+
+    def rows(self, ids) -> list[dict]:
+        return self.metadata.take([int(i) for i in ids if i >= 0]).to_pylist()
+
+    def encode_text(self, text: str) -> np.ndarray:
+        import torch
+
+        from laionflow import clip_model
+        from laionflow.recipes.schema import ClipConfig
+
+        cfg = ClipConfig(model=self.info["model"], pretrained=self.info["pretrained"], device="cpu")
+        model, _, tokenizer = clip_model.load(cfg, "cpu")
+        with torch.inference_mode():
+            emb = model.encode_text(tokenizer([text]))
+        return torch.nn.functional.normalize(emb, dim=-1).numpy()
+
+    def encode_image(self, path: str) -> np.ndarray:
+        import torch
+        from PIL import Image
+
+        from laionflow import clip_model
+        from laionflow.recipes.schema import ClipConfig
+
+        cfg = ClipConfig(model=self.info["model"], pretrained=self.info["pretrained"], device="cpu")
+        model, preprocess, _ = clip_model.load(cfg, "cpu")
+        with torch.inference_mode():
+            emb = model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
+        return torch.nn.functional.normalize(emb, dim=-1).numpy()
+
+
+def query(index_dir: str, text: str | None = None, image: str | None = None, k: int = 5) -> list[dict]:
+    reader = IndexReader(index_dir)
+    vec = reader.encode_image(image) if image else reader.encode_text(text or "")
+    dist, ids = reader.search(vec, k, "image")
+    out = []
+    for d, row in zip(dist[0], reader.rows(ids[0]), strict=False):
+        out.append({"id": None, "distance": float(d), **{k: row.get(k) for k in ("key", "part", "url", "caption")}})
+    for rid, item in zip(ids[0], out, strict=False):
+        item["id"] = int(rid)
+    return out
+
+
+__all__ = ["IndexReader", "query"]
