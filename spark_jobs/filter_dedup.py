@@ -1,6 +1,6 @@
 """spark-submit entry point for the filter + dedup + shuffle + repartition stage.
 
-    spark-submit spark_jobs/filter_dedup.py --config RUN/config.json [--force]
+    spark-submit spark_jobs/filter_dedup.py --config RUN/config.json [--force True]
 
 All logic lives in ``laionflow.jobs.filter``; this file only parses arguments, so the same
 job runs under ``local[*]``, a standalone cluster or YARN without change.
@@ -17,11 +17,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--force", default="False", help="True to redo a finished filter")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     recipe = recipes.resolve(args.config)
-    summary = run_spark(spark_session(), recipe, force=args.force)
+    summary = run_spark(spark_session(), recipe, force=args.force.lower() in ("true", "1", "yes"))
     print("LAIONFLOW_SUMMARY " + json.dumps(summary))
 
 

@@ -71,20 +71,20 @@ def build_summary(recipe: Recipe) -> dict:
 def format_ledger(summary: dict) -> str:
     led = summary["ledger"]
     lines = [f"ledger for {summary['recipe']} ({summary['dataset_root']})",
-             f"  raw rows            {led['raw_rows']:>10}"]
+             f"  raw rows                         {led['raw_rows']:>10}"]
     for rule, n in led["filtered"].items():
-        lines.append(f"  - filtered {rule:<9}{n:>10}")
-    lines.append(f"  - duplicates        {led['duplicates']:>10}")
-    lines.append(f"  - downloaded        {led['downloaded']:>10}")
+        lines.append(f"  - filtered {rule:<22}{n:>10}")
+    lines.append(f"  - duplicates                     {led['duplicates']:>10}")
+    lines.append(f"  - downloaded                     {led['downloaded']:>10}")
     for reason, n in led["failed"].items():
-        lines.append(f"  - failed {reason:<11}{n:>10}")
+        lines.append(f"  - failed {reason:<24}{n:>10}")
     if led["not_selected"]:
-        lines.append(f"  - not selected      {led['not_selected']:>10}")
-    lines.append(f"  = accounted         {led['accounted']:>10}   "
+        lines.append(f"  - not selected                   {led['not_selected']:>10}")
+    lines.append(f"  = accounted                      {led['accounted']:>10}   "
                  f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}")
-    lines.append(f"  embeddings rows     {led['embedding_rows']:>10}   "
+    lines.append(f"  embeddings rows                  {led['embedding_rows']:>10}   "
                  f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}")
-    lines.append(f"  index size          {led['index_size']!s:>10}   "
+    lines.append(f"  index size                       {led['index_size']!s:>10}   "
                  f"{'= embeddings' if led['index_matches'] else '!= embeddings'}")
     return "\n".join(lines)
 

@@ -1,0 +1,8 @@
+"""Airflow DAG for the LAION-400M recipe (recipe file: laionflow/recipes/laion400m.yaml).
+
+metadata → Spark dedup → img2dataset → annotations → CLIP → autofaiss → report.
+"""
+
+from operators.recipe_dag import recipe_dag
+
+dag = recipe_dag("laion400m")

@@ -1,0 +1,78 @@
+"""``laionflow`` command: run a stage, run the demo, query an index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+STAGES = ("metadata", "filter", "download", "annotate", "embed", "index", "report")
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    import importlib
+
+    from laionflow import recipes
+
+    recipe = recipes.resolve(args.config)
+    module = importlib.import_module(f"laionflow.jobs.{args.stage}")
+    kwargs = {"force": args.force}
+    if args.stage in ("download", "annotate", "embed"):
+        if args.part is None:
+            raise SystemExit(f"stage {args.stage} needs --part")
+        kwargs["part"] = args.part
+    summary = module.run(recipe, **kwargs)
+    if args.summary_out:
+        with open(args.summary_out, "w") as fh:
+            json.dump(summary, fh, default=str)
+    print(json.dumps(summary, default=str)[:2000])
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from laionflow.query import query
+
+    for hit in query(args.index_dir, text=args.text, image=args.image, k=args.k):
+        print(f"{hit['id']:>8}  {hit['distance']:.4f}  {hit['caption']!r}  {hit['url']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from laionflow.demo import run_demo
+
+    return run_demo(args.root, rows=args.rows, parts=args.parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="laionflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one stage on a resolved run config")
+    run.add_argument("stage", choices=STAGES)
+    run.add_argument("--config", required=True, help="run config JSON (written by the plan task)")
+    run.add_argument("--part", type=int)
+    run.add_argument("--force", action="store_true")
+    run.add_argument("--summary-out")
+    run.set_defaults(func=_run_stage)
+
+    demo = sub.add_parser("demo", help="build the fixture, serve it, run laion400m via dag.test()")
+    demo.add_argument("--root", default="./demo-output")
+    demo.add_argument("--rows", type=int, default=2000)
+    demo.add_argument("--parts", type=int, default=4)
+    demo.set_defaults(func=_demo)
+
+    q = sub.add_parser("query", help="text->image or image->image search in a built index")
+    q.add_argument("index_dir")
+    q.add_argument("text", nargs="?")
+    q.add_argument("--image", help="query with an image file instead of text")
+    q.add_argument("-k", type=int, default=5)
+    q.set_defaults(func=_query)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Turn a recipe name plus trigger-time Params into one validated, frozen run config.
+
+This is the single place where a user's overrides meet the recipe, so a bad value fails here,
+in the first task of a run, naming the field — before any download or Spark job starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from laionflow import fs
+from laionflow.layout import Layout
+from laionflow.recipes import Recipe, RecipeError, load_recipe
+
+#: trigger-form Param -> dotted recipe field
+PARAM_FIELDS: dict[str, str] = {
+    "root": "root",
+    "metadata_urls": "metadata.urls",
+    "part_ids": "part_ids",
+    "num_parts": "filter.num_parts",
+    "image_size": "download.image_size",
+    "resize_mode": "download.resize_mode",
+    "output_format": "download.output_format",
+    "processes": "download.processes",
+    "threads": "download.threads",
+    "clip_model": "clip.model",
+    "clip_pretrained": "clip.pretrained",
+    "device": "clip.device",
+}
+#: Params that steer the run rather than the recipe
+CONTROL_PARAMS = {"force", "overrides"}
+
+
+def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(params) - set(PARAM_FIELDS) - CONTROL_PARAMS
+    if unknown:
+        raise RecipeError(f"unknown parameter(s) {sorted(unknown)}; known: "
+                          f"{sorted([*PARAM_FIELDS, *CONTROL_PARAMS])}")
+    out = {PARAM_FIELDS[k]: v for k, v in params.items() if k in PARAM_FIELDS}
+    extra = params.get("overrides") or {}
+    if not isinstance(extra, dict):
+        raise RecipeError("parameter 'overrides' must be an object of dotted recipe fields")
+    out.update(extra)
+    return out
+
+
+def resolve(recipe_name: str, params: dict[str, Any]) -> Recipe:
+    return load_recipe(recipe_name, overrides_from_params(params))
+
+
+def write_run_config(recipe: Recipe, run_id: str) -> str:
+    path = f"{Layout(recipe.dataset_root).run_dir(run_id)}/config.json"
+    fs.write_json(path, recipe.model_dump(mode="json"))
+    return path
+
+
+def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Validate and persist the run config; returned as the plan task's XCom."""
+    recipe = resolve(recipe_name, params)
+    return {"config_path": write_run_config(recipe, run_id), "dataset_root": recipe.dataset_root,
+            "force": bool(params.get("force"))}
+
+
+def selected_parts(config_path: str) -> list[int]:
+    """Parts produced by the filter stage, narrowed to the run's ``part_ids`` if given."""
+    from laionflow.recipes import resolve as read_config
+
+    recipe = read_config(config_path)
+    stats = fs.read_json(Layout(recipe.dataset_root).filter_stats)
+    parts = sorted(int(p) for p in stats["parts"])
+    if recipe.part_ids is not None:
+        missing = sorted(set(recipe.part_ids) - set(parts))
+        if missing:
+            raise RecipeError(f"part_ids {missing} do not exist; parts are {parts}")
+        parts = [p for p in parts if p in set(recipe.part_ids)]
+    return parts
