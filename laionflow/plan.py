@@ -36,7 +36,7 @@ def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise RecipeError(f"unknown parameter(s) {sorted(unknown)}; known: "
                           f"{sorted([*PARAM_FIELDS, *CONTROL_PARAMS])}")
-    out = {PARAM_FIELDS[k]: v for k, v in params.items() if k in PARAM_FIELDS}
+    out = {PARAM_FIELDS[k]: v for k, v in params.items() if k in PARAM_FIELDS and v is not None}
     extra = params.get("overrides") or {}
     if not isinstance(extra, dict):
         raise RecipeError("parameter 'overrides' must be an object of dotted recipe fields")

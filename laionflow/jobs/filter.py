@@ -52,7 +52,12 @@ def read_normalised(spark, path: str, overrides: dict[str, str]):
     cols = []
     for name, typ in CANONICAL_TYPES.items():
         if name in by_canonical:
-            cols.append(F.col(f"`{by_canonical[name]}`").cast(typ).alias(name))
+            # malformed values become null (then a filter reason), never a failed job; NaN too,
+            # since Spark orders NaN above every number and "NaN >= 64" would pass
+            value = F.col(f"`{by_canonical[name]}`").try_cast(typ)
+            if typ == "double":
+                value = F.when(F.isnan(value), F.lit(None).cast(typ)).otherwise(value)
+            cols.append(value.alias(name))
         else:
             cols.append(F.lit(None).cast(typ).alias(name))
     return df.select(*cols)
@@ -62,12 +67,14 @@ def _rule_condition(rule, F):
     col = F.col(rule.column)
     if rule.column == "aspect_ratio":
         col = F.greatest("width", "height") / F.least("width", "height")
+    # a missing value cannot satisfy a comparison, but is not a forbidden value either:
+    # "nsfw != NSFW" keeps a row without an NSFW tag, "width >= 64" drops a row without a width
     ops = {">=": col.__ge__, ">": col.__gt__, "<=": col.__le__, "<": col.__lt__,
-           "==": col.__eq__, "!=": col.__ne__}
+           "==": col.__eq__, "!=": lambda v: ~col.eqNullSafe(v)}
     if rule.op == "in":
         return col.isin(rule.value)
     if rule.op == "not_in":
-        return ~col.isin(rule.value)
+        return col.isNull() | ~col.isin(rule.value)
     return ops[rule.op](rule.value)
 
 

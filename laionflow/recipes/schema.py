@@ -36,8 +36,9 @@ class MetadataSource(_Strict):
 
 
 class FilterRule(_Strict):
-    """``column op value``; a row failing it (or with a null in ``column``) is counted under
-    ``name``. Rules are evaluated in order and a row is attributed to the first one it fails."""
+    """``column op value``; a row failing it is counted under ``name``. A null fails a
+    comparison (``>=``, ``==``, ``in``...) but passes ``!=``/``not_in``. Rules are evaluated in
+    order and a row is attributed to the first one it fails."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     column: str

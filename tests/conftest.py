@@ -1,0 +1,85 @@
+"""Shared fixtures: real parts only — a fixture HTTP server on 127.0.0.1, one Spark
+``local[2]`` session per test session, a real SQLite Airflow home, a real open_clip checkpoint.
+
+Airflow reads its configuration on first import, so the embedded environment is configured
+here, at conftest import time, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from laionflow import embedded
+from tests.helpers import small_overrides
+
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="laionflow-tests-"))
+embedded.configure(_SESSION_TMP / "airflow", spark_master="local[2]")
+os.environ["LAIONFLOW_SHUFFLE_PARTITIONS"] = "4"
+
+
+@pytest.fixture(scope="session")
+def session_tmp() -> Path:
+    return _SESSION_TMP
+
+
+@pytest.fixture(scope="session")
+def airflow_db(session_tmp: Path) -> Path:
+    """A migrated SQLite metadata DB with the ``gpu`` and ``spark`` pools."""
+    embedded.migrate(session_tmp / "airflow")
+    return session_tmp / "airflow"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from laionflow.jobs.filter import spark_session
+
+    session = spark_session("local[2]", app="laionflow-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def fixture_server(session_tmp: Path):
+    from laionflow.testing.server import FixtureServer
+
+    with FixtureServer(session_tmp / "fixture") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def corpus(fixture_server, session_tmp: Path):
+    """320-row LAION-400M-like corpus in 2 metadata parts (one parquet, one csv)."""
+    from laionflow.testing.corpus import CorpusSpec, build_corpus
+
+    return build_corpus(session_tmp / "fixture", fixture_server.base_url,
+                        CorpusSpec(rows=320, parts=2, seed=7, max_side=320))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(session_tmp: Path) -> str:
+    from laionflow.clip_model import save_random_checkpoint
+
+    return save_random_checkpoint("laionflow-tiny", session_tmp / "models" / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, corpus, checkpoint, spark, fixture_server):
+    """The whole chain run once, stage by stage, in-process: shared by the stage tests."""
+    from laionflow.jobs import annotate, download, embed, index, metadata, report
+    from laionflow.jobs.filter import run_spark
+    from laionflow.recipes import load_recipe
+
+    root = tmp_path_factory.mktemp("pipeline")
+    recipe = load_recipe("laion400m", small_overrides(root, corpus, checkpoint))
+    out = {"recipe": recipe, "metadata": metadata.run(recipe), "filter": run_spark(spark, recipe)}
+    parts = sorted(int(p) for p in out["filter"]["parts"])
+    out["download"] = {p: download.run(recipe, p) for p in parts}
+    out["annotate"] = {p: annotate.run(recipe, p) for p in parts}
+    out["embed"] = {p: embed.run(recipe, p) for p in parts}
+    out["index"] = index.run(recipe)
+    out["report"] = report.run(recipe)
+    return out

@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+import pytest
+import webdataset as wds
+
+from laionflow.clip_model import MissingWeightsError
+from laionflow.jobs import embed
+from laionflow.query import IndexReader, query
+from laionflow.recipes import load_recipe
+
+
+def test_embeddings_are_aligned_with_metadata_and_tars(pipeline):
+    root = pipeline["recipe"].dataset_root
+    for part, summary in pipeline["embed"].items():
+        base = f"{root}/embeddings/part_{part:05d}"
+        img = np.load(f"{base}/img_emb/img_emb_0.npy")
+        txt = np.load(f"{base}/text_emb/text_emb_0.npy")
+        meta = pd.read_parquet(f"{base}/metadata/metadata_0.parquet")
+        assert len(img) == len(txt) == len(meta) == summary["rows"]
+        assert summary["rows"] == pipeline["download"][part]["successes"]
+        assert np.allclose(np.linalg.norm(img.astype(np.float32), axis=1), 1, atol=1e-2)
+        captions = {}
+        for s in wds.WebDataset(f"file:{root}/images/part_{part:05d}/{{00000..00009}}.tar",
+                                shardshuffle=False, empty_check=False,
+                                handler=wds.ignore_and_continue):
+            captions[s["__key__"]] = s["txt"].decode()
+        assert dict(zip(meta["key"], meta["caption"], strict=True)) == captions
+
+
+def test_image_index_returns_each_sample_first(pipeline):
+    root = pipeline["recipe"].dataset_root
+    reader = IndexReader(f"{root}/index")
+    emb = np.concatenate([np.load(f"{root}/embeddings/part_{p:05d}/img_emb/img_emb_0.npy")
+                          for p in sorted(pipeline["embed"])]).astype(np.float32)
+    assert reader.image.ntotal == len(emb) == pipeline["index"]["size"]
+    _, ids = reader.search(emb, k=1)
+    hit_rate = float(np.mean(ids[:, 0] == np.arange(len(emb))))
+    assert hit_rate >= 0.99
+    meta = pd.concat(pd.read_parquet(f"{root}/embeddings/part_{p:05d}/metadata/metadata_0.parquet")
+                     for p in sorted(pipeline["embed"])).reset_index(drop=True)
+    rows = reader.rows(range(len(meta)))
+    assert [r["key"] for r in rows] == list(meta["key"])
+    assert [r["caption"] for r in rows] == list(meta["caption"])
+
+
+def test_text_query_answers_from_the_index(pipeline):
+    root = pipeline["recipe"].dataset_root
+    hits = query(f"{root}/index", text="red cat", k=5)
+    assert len(hits) == 5
+    assert all(h["caption"] and h["url"].startswith("http://127.0.0.1") for h in hits)
+    assert hits == sorted(hits, key=lambda h: -h["distance"])
+
+
+def test_missing_checkpoint_fails_before_work_naming_the_path(pipeline, tmp_path):
+    recipe = load_recipe("laion400m", {"root": str(tmp_path), "clip.model": "laionflow-tiny",
+                                       "clip.pretrained": "/nowhere/tiny.pt"})
+    with pytest.raises(MissingWeightsError, match="/nowhere/tiny.pt"):
+        embed.run(recipe, 0)

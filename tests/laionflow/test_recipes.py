@@ -1,0 +1,65 @@
+import pytest
+
+from laionflow.plan import overrides_from_params, resolve
+from laionflow.recipes import RecipeError, available, load_recipe
+
+
+def test_bundled_laion400m_recipe_is_valid():
+    recipe = load_recipe("laion400m")
+    assert "laion400m" in available()
+    assert recipe.filter.dedup_keys == ["url", "caption"]
+    assert recipe.download.output_format == "webdataset"
+    assert recipe.dataset_root.endswith("/laion400m")
+
+
+def test_bad_recipe_file_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\nmetadata: {urls: ['https://h/a.parquet']}\n"
+        "download: {image_size: 256, resize_mode: squash}\n"
+    )
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(bad))
+    assert "download.resize_mode" in str(err.value)
+    assert "invalid recipe" in str(err.value)
+
+
+def test_bad_rule_column_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\nmetadata: {urls: ['https://h/a.parquet']}\n"
+        "filter: {rules: [{name: r, column: widht, op: '>=', value: 1}]}\n"
+    )
+    with pytest.raises(RecipeError, match=r"filter\.rules\.0\.column.*widht"):
+        load_recipe(str(bad))
+
+
+def test_bad_override_names_the_field():
+    with pytest.raises(RecipeError) as err:
+        load_recipe("laion400m", {"download.image_size": -5})
+    assert "invalid override" in str(err.value)
+    assert "download.image_size" in str(err.value)
+
+
+def test_misspelled_override_is_not_silently_ignored():
+    with pytest.raises(RecipeError, match=r"download\.imag_size"):
+        load_recipe("laion400m", {"download.imag_size": 128})
+
+
+def test_params_map_to_recipe_fields():
+    recipe = resolve("laion400m", {"image_size": 384, "output_format": "files", "part_ids": [1],
+                                   "overrides": {"filter.num_parts": 8}, "force": True})
+    assert recipe.download.image_size == 384
+    assert recipe.download.output_format == "files"
+    assert recipe.part_ids == [1]
+    assert recipe.filter.num_parts == 8
+
+
+def test_null_params_keep_recipe_values():
+    assert overrides_from_params({"image_size": None, "force": False}) == {}
+    assert resolve("laion400m", {"image_size": None}).download.image_size == 256
+
+
+def test_unknown_param_is_rejected():
+    with pytest.raises(RecipeError, match="unknown parameter"):
+        overrides_from_params({"img_size": 3})
