@@ -1,0 +1,45 @@
+import subprocess
+import sys
+from pathlib import Path
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def test_dag_folder_parses_without_errors(airflow_db):
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dag_folder=str(DAGS), bundle_path=str(DAGS), bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    assert "laion400m" in bag.dag_ids
+
+
+def test_laion400m_shape():
+    from laionflow.embedded import load_dag
+
+    dag = load_dag("laion400m")
+    assert set(dag.task_ids) == {"plan", "metadata", "filter", "parts", "download", "annotate",
+                                 "embed", "index", "report"}
+    t = dag.task_dict
+    assert t["plan"].downstream_task_ids >= {"metadata"}
+    assert t["filter"].upstream_task_ids == {"metadata", "plan"}
+    assert "parts" in t["filter"].downstream_task_ids
+    assert t["embed"].pool == "gpu" and t["filter"].pool == "spark"
+    for name in ("metadata", "download"):
+        assert t[name].retries >= 3 and t[name].retry_exponential_backoff
+    assert t["download"].partial_kwargs["map_index_template"].startswith("part_")
+    assert {"root", "metadata_urls", "part_ids", "image_size", "output_format", "clip_model",
+            "clip_pretrained", "device"} <= set(dag.params)
+
+
+def test_dag_files_import_nothing_heavy():
+    code = (
+        "import sys, importlib.util; sys.path.insert(0, %r)\n"
+        "for f in %r:\n"
+        "    spec = importlib.util.spec_from_file_location(f, f); m = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(m)\n"
+        "heavy = [m for m in ('torch', 'pyspark', 'img2dataset', 'open_clip', 'faiss', 'pandas',"
+        " 'laionflow.jobs', 'laionflow.recipes') if m in sys.modules]\n"
+        "print(heavy)\n"
+    ) % (str(DAGS.parent), [str(p) for p in sorted(DAGS.glob("*.py"))])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
