@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(func=_query)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return args.func(args)
 
 

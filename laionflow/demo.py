@@ -50,8 +50,9 @@ def run_demo(root: str, rows: int = 2000, parts: int = 4) -> int:
         shutil.rmtree(root_path / stale, ignore_errors=True)
     checkpoint = save_random_checkpoint(DEMO_MODEL, root_path / "models" / f"{DEMO_MODEL}.pt")
     with FixtureServer(root_path / "fixture") as server:
-        manifest = build_corpus(root_path / "fixture", server.base_url,
-                                CorpusSpec(rows=rows, parts=parts))
+        manifest = build_corpus(
+            root_path / "fixture", server.base_url, CorpusSpec(rows=rows, parts=parts)
+        )
         dag = embedded.load_dag("laion400m")
         run = dag.test(run_conf=demo_conf(root_path, manifest.metadata_urls, checkpoint, parts))
     import json

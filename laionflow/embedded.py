@@ -55,10 +55,15 @@ def migrate(home: Path) -> None:
     if stamp.exists():
         return
     subprocess.run([airflow_bin(), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    for name, slots, desc in (("gpu", 1, "CLIP inference: one slot per GPU"),
-                              ("spark", 2, "Spark jobs submitted at once")):
-        subprocess.run([airflow_bin(), "pools", "set", name, str(slots), desc], check=True,
-                       stdout=subprocess.DEVNULL)
+    for name, slots, desc in (
+        ("gpu", 1, "CLIP inference: one slot per GPU"),
+        ("spark", 2, "Spark jobs submitted at once"),
+    ):
+        subprocess.run(
+            [airflow_bin(), "pools", "set", name, str(slots), desc],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     stamp.touch()
 
 

@@ -38,7 +38,9 @@ def ls(path: str) -> list[str]:
     if not fs.exists(p):
         return []
     proto = path.split("://")[0] + "://" if "://" in path else ""
-    return sorted(proto + e if proto and not e.startswith(proto) else e for e in fs.ls(p, detail=False))
+    return sorted(
+        proto + e if proto and not e.startswith(proto) else e for e in fs.ls(p, detail=False)
+    )
 
 
 def rm(path: str, recursive: bool = False) -> None:

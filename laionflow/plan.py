@@ -34,8 +34,10 @@ CONTROL_PARAMS = {"force", "overrides"}
 def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
     unknown = set(params) - set(PARAM_FIELDS) - CONTROL_PARAMS
     if unknown:
-        raise RecipeError(f"unknown parameter(s) {sorted(unknown)}; known: "
-                          f"{sorted([*PARAM_FIELDS, *CONTROL_PARAMS])}")
+        raise RecipeError(
+            f"unknown parameter(s) {sorted(unknown)}; known: "
+            f"{sorted([*PARAM_FIELDS, *CONTROL_PARAMS])}"
+        )
     out = {PARAM_FIELDS[k]: v for k, v in params.items() if k in PARAM_FIELDS and v is not None}
     extra = params.get("overrides") or {}
     if not isinstance(extra, dict):
@@ -57,8 +59,11 @@ def write_run_config(recipe: Recipe, run_id: str) -> str:
 def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Validate and persist the run config; returned as the plan task's XCom."""
     recipe = resolve(recipe_name, params)
-    return {"config_path": write_run_config(recipe, run_id), "dataset_root": recipe.dataset_root,
-            "force": bool(params.get("force"))}
+    return {
+        "config_path": write_run_config(recipe, run_id),
+        "dataset_root": recipe.dataset_root,
+        "force": bool(params.get("force")),
+    }
 
 
 def selected_parts(config_path: str) -> list[int]:

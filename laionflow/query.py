@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from laionflow import fs
@@ -24,8 +23,10 @@ class IndexReader:
         files = [p for p in fs.ls(f"{self.dir}/metadata") if p.endswith(".parquet")]
         self.metadata = pa.concat_tables(pq.read_table(p) for p in files)
         if self.metadata.num_rows != self.image.ntotal:
-            raise ValueError(f"{index_dir}: {self.metadata.num_rows} metadata rows but "
-                             f"{self.image.ntotal} vectors")
+            raise ValueError(
+                f"{index_dir}: {self.metadata.num_rows} metadata rows but "
+                f"{self.image.ntotal} vectors"
+            )
 
     def search(self, vectors: np.ndarray, k: int = 5, which: str = "image"):
         index = self.image if which == "image" else self.text
@@ -60,13 +61,21 @@ class IndexReader:
         return torch.nn.functional.normalize(emb, dim=-1).numpy()
 
 
-def query(index_dir: str, text: str | None = None, image: str | None = None, k: int = 5) -> list[dict]:
+def query(
+    index_dir: str, text: str | None = None, image: str | None = None, k: int = 5
+) -> list[dict]:
     reader = IndexReader(index_dir)
     vec = reader.encode_image(image) if image else reader.encode_text(text or "")
     dist, ids = reader.search(vec, k, "image")
     out = []
     for d, row in zip(dist[0], reader.rows(ids[0]), strict=False):
-        out.append({"id": None, "distance": float(d), **{k: row.get(k) for k in ("key", "part", "url", "caption")}})
+        out.append(
+            {
+                "id": None,
+                "distance": float(d),
+                **{k: row.get(k) for k in ("key", "part", "url", "caption")},
+            }
+        )
     for rid, item in zip(ids[0], out, strict=False):
         item["id"] = int(rid)
     return out

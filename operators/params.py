@@ -8,46 +8,119 @@ from airflow.sdk import Param
 
 def recipe_params() -> dict[str, Param]:
     def p(default, types, title, description_md, section, **schema):
-        return Param(default, type=types, title=title, description_md=description_md,
-                     section=section, **schema)
+        return Param(
+            default,
+            type=types,
+            title=title,
+            description_md=description_md,
+            section=section,
+            **schema,
+        )
 
     return {
-        "root": p(None, ["null", "string"], "Dataset root",
-                  "Parent folder or `s3://bucket/prefix`; the dataset is written to "
-                  "`ROOT/<recipe>`. Empty: the recipe's `root`.", "Where"),
-        "metadata_urls": p(None, ["null", "array"], "Metadata URLs",
-                           "Metadata parts to fetch (`https://...`, "
-                           "`hf://datasets/OWNER/NAME/GLOB`). Empty: the recipe's.", "Where",
-                           items={"type": "string"}),
-        "part_ids": p(None, ["null", "array"], "Part ids",
-                      "Only download/embed these parts (backfill by part id), e.g. `[3, 4, 7]`. "
-                      "Empty: every part.", "Where", items={"type": "integer", "minimum": 0}),
-        "num_parts": p(None, ["null", "integer"], "Number of parts",
-                       "Output parts after the shuffle.", "Filter", minimum=1),
-        "image_size": p(None, ["null", "integer"], "Image size",
-                        "img2dataset `image_size` in pixels.", "Images", minimum=8,
-                        maximum=8192),
-        "resize_mode": p(None, ["null", "string"], "Resize mode", "img2dataset `resize_mode`.",
-                         "Images",
-                         enum=[None, "no", "border", "keep_ratio", "keep_ratio_largest",
-                               "center_crop"]),
-        "output_format": p(None, ["null", "string"], "Output format",
-                           "Shard format written by img2dataset.", "Images",
-                           enum=[None, "webdataset", "files", "parquet", "tfrecord"]),
-        "processes": p(None, ["null", "integer"], "Download processes", "img2dataset "
-                       "`processes_count`.", "Images", minimum=1),
-        "threads": p(None, ["null", "integer"], "Download threads", "img2dataset "
-                     "`thread_count`.", "Images", minimum=1),
-        "clip_model": p(None, ["null", "string"], "CLIP model",
-                        "Any open_clip model name, e.g. `ViT-B-32`.", "CLIP"),
-        "clip_pretrained": p(None, ["null", "string"], "CLIP weights",
-                             "open_clip pretrained tag (e.g. `laion400m_e32`) or a local "
-                             "checkpoint path.", "CLIP"),
-        "device": p(None, ["null", "string"], "Device", "`auto` uses CUDA when present.",
-                    "CLIP", enum=[None, "auto", "cpu", "cuda"]),
-        "force": p(False, "boolean", "Force", "Redo stages whose outputs already exist.",
-                   "Run"),
-        "overrides": p({}, "object", "Recipe overrides",
-                       "Any recipe field by dotted path, e.g. "
-                       "`{\"download.number_sample_per_shard\": 1000}`.", "Run"),
+        "root": p(
+            None,
+            ["null", "string"],
+            "Dataset root",
+            "Parent folder or `s3://bucket/prefix`; the dataset is written to "
+            "`ROOT/<recipe>`. Empty: the recipe's `root`.",
+            "Where",
+        ),
+        "metadata_urls": p(
+            None,
+            ["null", "array"],
+            "Metadata URLs",
+            "Metadata parts to fetch (`https://...`, "
+            "`hf://datasets/OWNER/NAME/GLOB`). Empty: the recipe's.",
+            "Where",
+            items={"type": "string"},
+        ),
+        "part_ids": p(
+            None,
+            ["null", "array"],
+            "Part ids",
+            "Only download/embed these parts (backfill by part id), e.g. `[3, 4, 7]`. "
+            "Empty: every part.",
+            "Where",
+            items={"type": "integer", "minimum": 0},
+        ),
+        "num_parts": p(
+            None,
+            ["null", "integer"],
+            "Number of parts",
+            "Output parts after the shuffle.",
+            "Filter",
+            minimum=1,
+        ),
+        "image_size": p(
+            None,
+            ["null", "integer"],
+            "Image size",
+            "img2dataset `image_size` in pixels.",
+            "Images",
+            minimum=8,
+            maximum=8192,
+        ),
+        "resize_mode": p(
+            None,
+            ["null", "string"],
+            "Resize mode",
+            "img2dataset `resize_mode`.",
+            "Images",
+            enum=[None, "no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"],
+        ),
+        "output_format": p(
+            None,
+            ["null", "string"],
+            "Output format",
+            "Shard format written by img2dataset.",
+            "Images",
+            enum=[None, "webdataset", "files", "parquet", "tfrecord"],
+        ),
+        "processes": p(
+            None,
+            ["null", "integer"],
+            "Download processes",
+            "img2dataset `processes_count`.",
+            "Images",
+            minimum=1,
+        ),
+        "threads": p(
+            None,
+            ["null", "integer"],
+            "Download threads",
+            "img2dataset `thread_count`.",
+            "Images",
+            minimum=1,
+        ),
+        "clip_model": p(
+            None,
+            ["null", "string"],
+            "CLIP model",
+            "Any open_clip model name, e.g. `ViT-B-32`.",
+            "CLIP",
+        ),
+        "clip_pretrained": p(
+            None,
+            ["null", "string"],
+            "CLIP weights",
+            "open_clip pretrained tag (e.g. `laion400m_e32`) or a local checkpoint path.",
+            "CLIP",
+        ),
+        "device": p(
+            None,
+            ["null", "string"],
+            "Device",
+            "`auto` uses CUDA when present.",
+            "CLIP",
+            enum=[None, "auto", "cpu", "cuda"],
+        ),
+        "force": p(False, "boolean", "Force", "Redo stages whose outputs already exist.", "Run"),
+        "overrides": p(
+            {},
+            "object",
+            "Recipe overrides",
+            'Any recipe field by dotted path, e.g. `{"download.number_sample_per_shard": 1000}`.',
+            "Run",
+        ),
     }

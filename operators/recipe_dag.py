@@ -18,18 +18,30 @@ from operators.spark import LaionflowSparkSubmitOperator
 from operators.stage import LaionflowStageOperator
 
 MAP_INDEX = "part_{{ '%05d' % (task.part | int) }}"
-NETWORK_RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30),
-                   "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=30)}
+NETWORK_RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
 
 
 def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
     dag_kwargs.setdefault("tags", ["laionflow", recipe])
     dag_kwargs.setdefault("max_active_runs", 1)
-    dag_kwargs.setdefault("doc_md", f"laionflow recipe **{recipe}**: metadata → filter → "
-                          "download → annotations → CLIP → index → report.")
-    with DAG(dag_id=recipe, schedule=schedule, catchup=False, params=recipe_params(),
-             default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
-             **dag_kwargs) as dag:
+    dag_kwargs.setdefault(
+        "doc_md",
+        f"laionflow recipe **{recipe}**: metadata → filter → "
+        "download → annotations → CLIP → index → report.",
+    )
+    with DAG(
+        dag_id=recipe,
+        schedule=schedule,
+        catchup=False,
+        params=recipe_params(),
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+        **dag_kwargs,
+    ) as dag:
 
         @task(task_id="plan", retries=0)
         def plan(**context: Any) -> dict:
@@ -46,27 +58,45 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         planned = plan()
         config = planned["config_path"]
         force = planned["force"]
-        metadata = LaionflowStageOperator(task_id="metadata", stage="metadata",
-                                          config_path=config, force=force, **NETWORK_RETRIES)
+        metadata = LaionflowStageOperator(
+            task_id="metadata", stage="metadata", config_path=config, force=force, **NETWORK_RETRIES
+        )
         filter_job = LaionflowSparkSubmitOperator(
-            task_id="filter", job="filter_dedup.py", conn_id="spark_default", pool="spark",
+            task_id="filter",
+            job="filter_dedup.py",
+            conn_id="spark_default",
+            pool="spark",
             application_args=["--config", config, "--force", force],
         )
         part_list = parts(config)
         download = LaionflowStageOperator.partial(
-            task_id="download", stage="download", config_path=config, force=force,
-            map_index_template=MAP_INDEX, **NETWORK_RETRIES,
+            task_id="download",
+            stage="download",
+            config_path=config,
+            force=force,
+            map_index_template=MAP_INDEX,
+            **NETWORK_RETRIES,
         ).expand(part=part_list)
         annotate = LaionflowStageOperator.partial(
-            task_id="annotate", stage="annotate", config_path=config, force=force,
+            task_id="annotate",
+            stage="annotate",
+            config_path=config,
+            force=force,
             map_index_template=MAP_INDEX,
         ).expand(part=part_list)
         embed = LaionflowStageOperator.partial(
-            task_id="embed", stage="embed", config_path=config, force=force, pool="gpu",
-            queue=os.environ.get("LAIONFLOW_GPU_QUEUE", "default"), map_index_template=MAP_INDEX, retry_exponential_backoff=True,
+            task_id="embed",
+            stage="embed",
+            config_path=config,
+            force=force,
+            pool="gpu",
+            queue=os.environ.get("LAIONFLOW_GPU_QUEUE", "default"),
+            map_index_template=MAP_INDEX,
+            retry_exponential_backoff=True,
         ).expand(part=part_list)
-        index = LaionflowStageOperator(task_id="index", stage="index", config_path=config,
-                                       force=force)
+        index = LaionflowStageOperator(
+            task_id="index", stage="index", config_path=config, force=force
+        )
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
         metadata >> filter_job >> part_list
         download >> annotate >> embed >> index >> report

@@ -38,8 +38,11 @@ def runtime_env() -> dict[str, str]:
 
 def driver_conf() -> dict[str, str]:
     host = os.environ.get("LAIONFLOW_SPARK_DRIVER_HOST", "127.0.0.1")
-    return {"spark.driver.bindAddress": host, "spark.driver.host": host,
-            "spark.ui.enabled": os.environ.get("LAIONFLOW_SPARK_UI", "false")}
+    return {
+        "spark.driver.bindAddress": host,
+        "spark.driver.host": host,
+        "spark.ui.enabled": os.environ.get("LAIONFLOW_SPARK_UI", "false"),
+    }
 
 
 class LaionflowSparkSubmitOperator(SparkSubmitOperator):

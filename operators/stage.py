@@ -25,8 +25,16 @@ class LaionflowStageOperator(BaseOperator):
     template_fields: Sequence[str] = ("config_path", "part", "force")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, stage: str, config_path: Any, part: Any = None, force: Any = False,
-                 python: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        stage: str,
+        config_path: Any,
+        part: Any = None,
+        force: Any = False,
+        python: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.stage = stage
         self.config_path = config_path
@@ -37,8 +45,17 @@ class LaionflowStageOperator(BaseOperator):
 
     def command(self, summary_path: str) -> list[str]:
         """The exact command line; a pure function of the operator's fields (tested as such)."""
-        cmd = [self.python or sys.executable, "-m", "laionflow", "run", self.stage,
-               "--config", str(self.config_path), "--summary-out", summary_path]
+        cmd = [
+            self.python or sys.executable,
+            "-m",
+            "laionflow",
+            "run",
+            self.stage,
+            "--config",
+            str(self.config_path),
+            "--summary-out",
+            summary_path,
+        ]
         if self.part is not None:
             cmd += ["--part", str(int(self.part))]
         if self.force in (True, "True", "true", "1"):
@@ -50,8 +67,14 @@ class LaionflowStageOperator(BaseOperator):
             summary_path = os.path.join(tmp, "summary.json")
             cmd = self.command(summary_path)
             self.log.info("running %s", " ".join(cmd))
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          text=True, start_new_session=True, bufsize=1)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+                bufsize=1,
+            )
             assert self._proc.stdout is not None
             for line in self._proc.stdout:
                 self.log.info("%s", line.rstrip())

@@ -55,8 +55,11 @@ def corpus(fixture_server, session_tmp: Path):
     """320-row LAION-400M-like corpus in 2 metadata parts (one parquet, one csv)."""
     from laionflow.testing.corpus import CorpusSpec, build_corpus
 
-    return build_corpus(session_tmp / "fixture", fixture_server.base_url,
-                        CorpusSpec(rows=320, parts=2, seed=7, max_side=320))
+    return build_corpus(
+        session_tmp / "fixture",
+        fixture_server.base_url,
+        CorpusSpec(rows=320, parts=2, seed=7, max_side=320),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,13 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     for sid in shard_ids(folder):
         with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
             table = pq.read_table(fh, columns=["key", "caption", "status"])
-        ok = [(k, c) for k, c, s in zip(*(table.column(n).to_pylist() for n in
-                                         ("key", "caption", "status")), strict=True)
-              if s == "success"]
+        ok = [
+            (k, c)
+            for k, c, s in zip(
+                *(table.column(n).to_pylist() for n in ("key", "caption", "status")), strict=True
+            )
+            if s == "success"
+        ]
         total += len(ok)
         if fmt == "files":
             ext = recipe.download.encode_format
@@ -51,5 +55,4 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         writer.writerow(header)
         writer.writerows(rows)
     log.info("annotate %s: %d samples -> %s", part_name(part), total, target)
-    return {"stage": "annotate", "part": part, "samples": total, "path": target,
-            "rows": len(rows)}
+    return {"stage": "annotate", "part": part, "samples": total, "path": target, "rows": len(rows)}

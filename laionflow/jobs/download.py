@@ -23,8 +23,17 @@ from laionflow.recipes import Recipe
 log = logging.getLogger(__name__)
 #: carried from the metadata into each sample's json/parquet (img2dataset forbids width/height;
 #: it records the real original_width/original_height itself)
-EXTRA_COLUMNS = ("sample_id", "similarity", "punsafe", "pwatermark", "nsfw", "hash", "license",
-                 "aesthetic", "language")
+EXTRA_COLUMNS = (
+    "sample_id",
+    "similarity",
+    "punsafe",
+    "pwatermark",
+    "nsfw",
+    "hash",
+    "license",
+    "aesthetic",
+    "language",
+)
 
 
 class IncompletePartError(RuntimeError):
@@ -42,16 +51,25 @@ def _quiet_environment() -> None:
 def reason_of(error_message: str | None) -> str:
     """Short, groupable failure reason: ``http_404``, ``timeout``, ``decode_error``..."""
     msg = (error_message or "unknown").strip()
-    m = re.search(r"HTTP Error (\d{3})", msg) or re.search(r"\b(\d{3}) (?:Client|Server) Error", msg)
+    m = re.search(r"HTTP Error (\d{3})", msg) or re.search(
+        r"\b(\d{3}) (?:Client|Server) Error", msg
+    )
     if m:
         return f"http_{m.group(1)}"
     low = msg.lower()
-    for needle, reason in (("timed out", "timeout"), ("timeout", "timeout"),
-                           ("connection refused", "connection_refused"),
-                           ("name or service", "dns"), ("cannot identify image", "decode_error"),
-                           ("image decoding", "decode_error"), ("x-robots-tag", "opt_out"),
-                           ("disallowed", "opt_out"), ("too small", "too_small"),
-                           ("too large", "too_large"), ("aspect ratio", "aspect_ratio")):
+    for needle, reason in (
+        ("timed out", "timeout"),
+        ("timeout", "timeout"),
+        ("connection refused", "connection_refused"),
+        ("name or service", "dns"),
+        ("cannot identify image", "decode_error"),
+        ("image decoding", "decode_error"),
+        ("x-robots-tag", "opt_out"),
+        ("disallowed", "opt_out"),
+        ("too small", "too_small"),
+        ("too large", "too_large"),
+        ("aspect ratio", "aspect_ratio"),
+    ):
         if needle in low:
             return reason
     return re.sub(r"[^a-z0-9]+", "_", low)[:60].strip("_") or "unknown"
@@ -88,8 +106,12 @@ def tally(folder: str) -> dict:
         successes += ok
         count += len(status)
         shards.append({"shard": f"{sid:05d}", "count": len(status), "successes": ok})
-    return {"count": count, "successes": successes, "failed": dict(sorted(failed.items())),
-            "shards": shards}
+    return {
+        "count": count,
+        "successes": successes,
+        "failed": dict(sorted(failed.items())),
+        "shards": shards,
+    }
 
 
 def run(recipe: Recipe, part: int, force: bool = False) -> dict:
@@ -118,15 +140,28 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
     download(
-        url_list=src, input_format="parquet", url_col="url", caption_col="caption",
-        save_additional_columns=extra, output_folder=out, output_format=opts.output_format,
-        image_size=opts.image_size, resize_mode=opts.resize_mode,
-        resize_only_if_bigger=opts.resize_only_if_bigger, skip_reencode=opts.skip_reencode,
-        encode_format=opts.encode_format, number_sample_per_shard=opts.number_sample_per_shard,
-        processes_count=opts.processes, thread_count=opts.threads, timeout=opts.timeout_s,
-        retries=opts.retries, user_agent_token=opts.user_agent_token,
+        url_list=src,
+        input_format="parquet",
+        url_col="url",
+        caption_col="caption",
+        save_additional_columns=extra,
+        output_folder=out,
+        output_format=opts.output_format,
+        image_size=opts.image_size,
+        resize_mode=opts.resize_mode,
+        resize_only_if_bigger=opts.resize_only_if_bigger,
+        skip_reencode=opts.skip_reencode,
+        encode_format=opts.encode_format,
+        number_sample_per_shard=opts.number_sample_per_shard,
+        processes_count=opts.processes,
+        thread_count=opts.threads,
+        timeout=opts.timeout_s,
+        retries=opts.retries,
+        user_agent_token=opts.user_agent_token,
         disallowed_header_directives=opts.disallowed_header_directives,
-        distributor="multiprocessing", incremental_mode="incremental", enable_wandb=False,
+        distributor="multiprocessing",
+        incremental_mode="incremental",
+        enable_wandb=False,
     )
     counts = tally(out)
     if counts["count"] != expected:
@@ -136,13 +171,24 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         )
     seconds = time.time() - started
     summary = {
-        "stage": "download", "part": part, "input_rows": expected,
-        "successes": counts["successes"], "failed": counts["failed"],
-        "failed_total": sum(counts["failed"].values()), "shards": counts["shards"],
-        "output_format": opts.output_format, "seconds": round(seconds, 2),
+        "stage": "download",
+        "part": part,
+        "input_rows": expected,
+        "successes": counts["successes"],
+        "failed": counts["failed"],
+        "failed_total": sum(counts["failed"].values()),
+        "shards": counts["shards"],
+        "output_format": opts.output_format,
+        "seconds": round(seconds, 2),
         "images_per_s": round(counts["successes"] / seconds, 1) if seconds else None,
     }
     fs.write_json(marker, summary)
-    log.info("download %s: %d/%d ok, failed %s, %.1f img/s", part_name(part),
-             summary["successes"], expected, summary["failed"], summary["images_per_s"] or 0)
+    log.info(
+        "download %s: %d/%d ok, failed %s, %.1f img/s",
+        part_name(part),
+        summary["successes"],
+        expected,
+        summary["failed"],
+        summary["images_per_s"] or 0,
+    )
     return summary

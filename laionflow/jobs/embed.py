@@ -53,8 +53,14 @@ def _metadata_table(part: int, keys, captions, metas):
     import pyarrow as pa
 
     skip = {"key", "caption", "status", "error_message", "exif"}
-    columns = sorted({k for m in metas for k, v in m.items()
-                      if k not in skip and (v is None or isinstance(v, (str, int, float, bool)))})
+    columns = sorted(
+        {
+            k
+            for m in metas
+            for k, v in m.items()
+            if k not in skip and (v is None or isinstance(v, (str, int, float, bool)))
+        }
+    )
     data = {"key": keys, "caption": captions, "part": [part] * len(keys)}
     for col in columns:
         data[col] = [m.get(col) for m in metas]
@@ -86,10 +92,15 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     img_chunks, txt_chunks = [], []
     if tars:
         urls = [t if "://" in t else f"file:{t}" for t in tars]
-        dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(_Decode(preprocess))
+        dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
+            _Decode(preprocess)
+        )
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, num_workers=min(cfg.num_workers, len(tars)),
-            collate_fn=_collate, pin_memory=device == "cuda",
+            dataset,
+            batch_size=cfg.batch_size,
+            num_workers=min(cfg.num_workers, len(tars)),
+            collate_fn=_collate,
+            pin_memory=device == "cuda",
         )
         autocast = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else None
         with torch.inference_mode():
@@ -120,11 +131,23 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     with fs.atomic_write(f"{out}/metadata/metadata_0.parquet") as fh:
         pq.write_table(_metadata_table(part, keys, captions, metas), fh)
     seconds = time.time() - started
-    summary = {"stage": "embed", "part": part, "rows": len(keys), "dim": int(img_emb.shape[1]),
-               "model": cfg.model, "pretrained": cfg.pretrained, "device": device,
-               "seconds": round(seconds, 2),
-               "samples_per_s": round(len(keys) / seconds, 1) if seconds else None}
+    summary = {
+        "stage": "embed",
+        "part": part,
+        "rows": len(keys),
+        "dim": int(img_emb.shape[1]),
+        "model": cfg.model,
+        "pretrained": cfg.pretrained,
+        "device": device,
+        "seconds": round(seconds, 2),
+        "samples_per_s": round(len(keys) / seconds, 1) if seconds else None,
+    }
     fs.write_json(done, summary)
-    log.info("embed %s: %d samples on %s, %.1f samples/s", part_name(part), len(keys), device,
-             summary["samples_per_s"] or 0)
+    log.info(
+        "embed %s: %d samples on %s, %.1f samples/s",
+        part_name(part),
+        len(keys),
+        device,
+        summary["samples_per_s"] or 0,
+    )
     return summary

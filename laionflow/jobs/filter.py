@@ -26,8 +26,11 @@ INVALID_URL = "invalid_url"
 
 
 def raw_files(recipe: Recipe) -> list[str]:
-    files = [p for p in fs.ls(Layout(recipe.dataset_root).raw_metadata)
-             if not os.path.basename(p).startswith((".", "_"))]
+    files = [
+        p
+        for p in fs.ls(Layout(recipe.dataset_root).raw_metadata)
+        if not os.path.basename(p).startswith((".", "_"))
+    ]
     if not files:
         raise FileNotFoundError(f"no metadata under {Layout(recipe.dataset_root).raw_metadata}")
     return files
@@ -38,8 +41,12 @@ def read_normalised(spark, path: str, overrides: dict[str, str]):
     from pyspark.sql import functions as F
 
     if path.endswith(".csv") or path.endswith(".csv.gz"):
-        df = (spark.read.option("header", True).option("multiLine", True).option("escape", '"')
-              .csv(path))
+        df = (
+            spark.read.option("header", True)
+            .option("multiLine", True)
+            .option("escape", '"')
+            .csv(path)
+        )
     elif ".parquet" in path:
         df = spark.read.parquet(path)
     else:
@@ -69,8 +76,14 @@ def _rule_condition(rule, F):
         col = F.greatest("width", "height") / F.least("width", "height")
     # a missing value cannot satisfy a comparison, but is not a forbidden value either:
     # "nsfw != NSFW" keeps a row without an NSFW tag, "width >= 64" drops a row without a width
-    ops = {">=": col.__ge__, ">": col.__gt__, "<=": col.__le__, "<": col.__lt__,
-           "==": col.__eq__, "!=": lambda v: ~col.eqNullSafe(v)}
+    ops = {
+        ">=": col.__ge__,
+        ">": col.__gt__,
+        "<=": col.__le__,
+        "<": col.__lt__,
+        "==": col.__eq__,
+        "!=": lambda v: ~col.eqNullSafe(v),
+    }
     if rule.op == "in":
         return col.isin(rule.value)
     if rule.op == "not_in":
@@ -111,7 +124,7 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         .withColumn("_tiebreak", F.xxhash64(*all_cols))
         .withColumn("_rn", F.row_number().over(Window.partitionBy(*keys).orderBy("_tiebreak")))
     )
-    counts = (df.groupBy("_reason").count().collect())
+    counts = df.groupBy("_reason").count().collect()
     by_reason = {r["_reason"]: r["count"] for r in counts}
     passed = by_reason.pop(None, 0)
     raw_rows = passed + sum(by_reason.values())
@@ -120,11 +133,19 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         .withColumn("_order", order)
         .withColumn("_part", F.pmod(F.xxhash64(F.lit(cfg.seed), *keys), F.lit(cfg.num_parts)))
     )
-    present = [c for c in CANONICAL_TYPES if c not in ("aesthetic", "language")
-               or c in {n for f in frames for n in f.columns}]
+    present = [
+        c
+        for c in CANONICAL_TYPES
+        if c not in ("aesthetic", "language") or c in {n for f in frames for n in f.columns}
+    ]
     tmp = f"{layout.filtered_metadata}/.tmp-{uuid.uuid4().hex[:8]}"
-    (unique.repartition(cfg.num_parts, "_part").sortWithinPartitions("_part", "_order")
-     .select(*present, "_part").write.partitionBy("_part").parquet(tmp))
+    (
+        unique.repartition(cfg.num_parts, "_part")
+        .sortWithinPartitions("_part", "_order")
+        .select(*present, "_part")
+        .write.partitionBy("_part")
+        .parquet(tmp)
+    )
     parts: dict[int, int] = {}
     for part_dir in fs.ls(tmp):
         name = os.path.basename(part_dir)
@@ -154,8 +175,14 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         "seconds": round(time.time() - started, 2),
     }
     fs.write_json(layout.filter_stats, summary)  # written last: marks the stage done
-    log.info("filter: %d raw -> %d kept in %d parts (%d duplicates, filtered %s)", raw_rows,
-             kept_rows, len(parts), summary["duplicates"], summary["filtered"])
+    log.info(
+        "filter: %d raw -> %d kept in %d parts (%d duplicates, filtered %s)",
+        raw_rows,
+        kept_rows,
+        len(parts),
+        summary["duplicates"],
+        summary["filtered"],
+    )
     return summary
 
 
@@ -167,11 +194,13 @@ def spark_session(master: str | None = None, app: str = "laionflow"):
     builder = SparkSession.builder.appName(app)
     if master:
         builder = builder.master(master)
-    return (builder.config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"))
-            .getOrCreate())
+    return (
+        builder.config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"))
+        .getOrCreate()
+    )
 
 
 def run(recipe: Recipe, force: bool = False, master: str | None = "local[*]") -> dict:

@@ -55,31 +55,47 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     if len(img_emb) == 0:
         raise ValueError("no embeddings to index (every download failed?)")
     local = "://" not in layout.index
-    work = f"{layout.index}.tmp-{uuid.uuid4().hex[:8]}" if local else f"/tmp/laionflow-index-{uuid.uuid4().hex[:8]}"
+    work = (
+        f"{layout.index}.tmp-{uuid.uuid4().hex[:8]}"
+        if local
+        else f"/tmp/laionflow-index-{uuid.uuid4().hex[:8]}"
+    )
     os.makedirs(f"{work}/metadata", exist_ok=True)
     opts = recipe.index
     infos = {}
     for kind, emb in (("image", img_emb), ("text", txt_emb)):
         _, info = build_index(
-            embeddings=emb, index_path=f"{work}/{kind}.index",
+            embeddings=emb,
+            index_path=f"{work}/{kind}.index",
             index_infos_path=f"{work}/{kind}_infos.json",
             max_index_memory_usage=opts.max_index_memory_usage,
             current_memory_available=opts.current_memory_available,
             metric_type=opts.metric_type,
             min_nearest_neighbors_to_retrieve=opts.min_nearest_neighbors_to_retrieve,
-            save_on_disk=True, verbose=logging.WARNING,
+            save_on_disk=True,
+            verbose=logging.WARNING,
         )
         infos[kind] = info
     for part in parts:
         src = f"{layout.embeddings_part(part)}/metadata/metadata_0.parquet"
         with fs.open(src) as fh:
             pq.write_table(pq.read_table(fh), f"{work}/metadata/metadata_{part:05d}.parquet")
-    fs.write_json(f"{work}/model.json", {"model": recipe.clip.model,
-                                         "pretrained": recipe.clip.pretrained,
-                                         "metric_type": opts.metric_type, "parts": parts})
-    summary = {"stage": "index", "size": int(len(img_emb)), "parts": [part_name(p) for p in parts],
-               "index_key": {k: (v or {}).get("index_key") for k, v in infos.items()},
-               "seconds": round(time.time() - started, 2)}
+    fs.write_json(
+        f"{work}/model.json",
+        {
+            "model": recipe.clip.model,
+            "pretrained": recipe.clip.pretrained,
+            "metric_type": opts.metric_type,
+            "parts": parts,
+        },
+    )
+    summary = {
+        "stage": "index",
+        "size": int(len(img_emb)),
+        "parts": [part_name(p) for p in parts],
+        "index_key": {k: (v or {}).get("index_key") for k, v in infos.items()},
+        "seconds": round(time.time() - started, 2),
+    }
     fs.write_json(f"{work}/_summary.json", summary)
     _publish(work, layout.index, local)
     log.info("index: %d vectors, %s", summary["size"], summary["index_key"])

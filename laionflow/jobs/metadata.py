@@ -48,7 +48,9 @@ def resolve_urls(urls: list[str]) -> list[str]:
         pattern = "/".join(rest) or "*"
         repo = f"{owner}/{name}"
         files = sorted(
-            f for f in HfApi().list_repo_files(repo, repo_type="dataset") if fnmatch.fnmatch(f, pattern)
+            f
+            for f in HfApi().list_repo_files(repo, repo_type="dataset")
+            if fnmatch.fnmatch(f, pattern)
         )
         if not files:
             raise MetadataDownloadError(f"{url}: no file in dataset {repo} matches {pattern!r}")
@@ -85,7 +87,9 @@ def _fetch_once(url: str, partial: str, timeout: float, headers: dict[str, str])
             raise MetadataDownloadError(f"{url}: got {size} of {expected} bytes")
 
 
-def fetch(url: str, dest: str, retries: int = 5, backoff_s: float = 1.0, timeout: float = 60) -> int:
+def fetch(
+    url: str, dest: str, retries: int = 5, backoff_s: float = 1.0, timeout: float = 60
+) -> int:
     """Download ``url`` to local path ``dest`` resumably; return its size in bytes."""
     if url.startswith("file://") or url.startswith("/"):
         src = url[len("file://") :] if url.startswith("file://") else url
@@ -114,7 +118,9 @@ def fetch(url: str, dest: str, retries: int = 5, backoff_s: float = 1.0, timeout
             last = err
         if attempt < retries:
             delay = backoff_s * (2**attempt)
-            log.warning("metadata %s attempt %d failed (%s); retry in %.1fs", url, attempt + 1, last, delay)
+            log.warning(
+                "metadata %s attempt %d failed (%s); retry in %.1fs", url, attempt + 1, last, delay
+            )
             time.sleep(delay)
     raise MetadataDownloadError(f"could not download {url} after {attempt + 1} attempt(s): {last}")
 
@@ -134,7 +140,13 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             skipped += 1
         else:
             stage = dest if local else f"{fs.tmp_name('/tmp/laionflow')}-{name}"
-            fetch(url, stage, recipe.metadata.retries, recipe.metadata.backoff_s, recipe.metadata.timeout_s)
+            fetch(
+                url,
+                stage,
+                recipe.metadata.retries,
+                recipe.metadata.backoff_s,
+                recipe.metadata.timeout_s,
+            )
             if not local:
                 fs_, path = fs.filesystem(dest)
                 fs_.put_file(stage, path)
@@ -142,8 +154,13 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         fs_, path = fs.filesystem(dest)
         total_bytes += fs_.size(path)
         files.append({"url": url, "path": dest})
-    summary = {"stage": "metadata", "files": len(files), "skipped": skipped, "bytes": total_bytes,
-               "sources": files}
+    summary = {
+        "stage": "metadata",
+        "files": len(files),
+        "skipped": skipped,
+        "bytes": total_bytes,
+        "sources": files,
+    }
     fs.write_json(layout.metadata_stats, summary)
     log.info("metadata: %d file(s), %d already present, %d bytes", len(files), skipped, total_bytes)
     return summary

@@ -10,7 +10,6 @@ for a full run. The report only reads the other stages' own summaries.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 
 from laionflow import fs
@@ -36,8 +35,12 @@ def build_summary(recipe: Recipe) -> dict:
         d = fs.read_json(marker)
         downloaded += d["successes"]
         failed.update(d["failed"])
-        parts[part_name(part)] = {"kept": rows, "downloaded": d["successes"],
-                                  "failed": d["failed_total"], "shards": len(d["shards"])}
+        parts[part_name(part)] = {
+            "kept": rows,
+            "downloaded": d["successes"],
+            "failed": d["failed_total"],
+            "shards": len(d["shards"]),
+        }
     emb_rows = 0
     for part in embedded_parts(layout):
         e = fs.read_json(f"{layout.embeddings_part(part)}/_done.json")
@@ -47,7 +50,9 @@ def build_summary(recipe: Recipe) -> dict:
     if fs.exists(f"{layout.index}/_summary.json"):
         index_size = fs.read_json(f"{layout.index}/_summary.json")["size"]
     filtered_total = sum(filt["filtered"].values())
-    accounted = filtered_total + filt["duplicates"] + downloaded + sum(failed.values()) + not_selected
+    accounted = (
+        filtered_total + filt["duplicates"] + downloaded + sum(failed.values()) + not_selected
+    )
     ledger = {
         "raw_rows": filt["raw_rows"],
         "filtered": filt["filtered"],
@@ -64,14 +69,21 @@ def build_summary(recipe: Recipe) -> dict:
         "index_size": index_size,
         "index_matches": index_size == emb_rows,
     }
-    return {"recipe": recipe.name, "dataset_root": recipe.dataset_root, "ledger": ledger,
-            "parts": parts, "config": recipe.model_dump(mode="json")}
+    return {
+        "recipe": recipe.name,
+        "dataset_root": recipe.dataset_root,
+        "ledger": ledger,
+        "parts": parts,
+        "config": recipe.model_dump(mode="json"),
+    }
 
 
 def format_ledger(summary: dict) -> str:
     led = summary["ledger"]
-    lines = [f"ledger for {summary['recipe']} ({summary['dataset_root']})",
-             f"  raw rows                         {led['raw_rows']:>10}"]
+    lines = [
+        f"ledger for {summary['recipe']} ({summary['dataset_root']})",
+        f"  raw rows                         {led['raw_rows']:>10}",
+    ]
     for rule, n in led["filtered"].items():
         lines.append(f"  - filtered {rule:<22}{n:>10}")
     lines.append(f"  - duplicates                     {led['duplicates']:>10}")
@@ -80,12 +92,18 @@ def format_ledger(summary: dict) -> str:
         lines.append(f"  - failed {reason:<24}{n:>10}")
     if led["not_selected"]:
         lines.append(f"  - not selected                   {led['not_selected']:>10}")
-    lines.append(f"  = accounted                      {led['accounted']:>10}   "
-                 f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}")
-    lines.append(f"  embeddings rows                  {led['embedding_rows']:>10}   "
-                 f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}")
-    lines.append(f"  index size                       {led['index_size']!s:>10}   "
-                 f"{'= embeddings' if led['index_matches'] else '!= embeddings'}")
+    lines.append(
+        f"  = accounted                      {led['accounted']:>10}   "
+        f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}"
+    )
+    lines.append(
+        f"  embeddings rows                  {led['embedding_rows']:>10}   "
+        f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}"
+    )
+    lines.append(
+        f"  index size                       {led['index_size']!s:>10}   "
+        f"{'= embeddings' if led['index_matches'] else '!= embeddings'}"
+    )
     return "\n".join(lines)
 
 
@@ -96,6 +114,11 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     log.info("%s", format_ledger(summary))
     if not summary["ledger"]["balanced"]:
         raise RuntimeError("ledger does not balance:\n" + format_ledger(summary))
-    return {"stage": "report", "path": layout.summary, **{k: summary["ledger"][k] for k in
-            ("raw_rows", "downloaded", "failed_total", "balanced", "index_size")},
-            }
+    return {
+        "stage": "report",
+        "path": layout.summary,
+        **{
+            k: summary["ledger"][k]
+            for k in ("raw_rows", "downloaded", "failed_total", "balanced", "index_size")
+        },
+    }

@@ -20,7 +20,9 @@ class RecipeError(ValueError):
 
 
 def available() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _read(name_or_path: str) -> dict[str, Any]:

@@ -31,7 +31,9 @@ class MetadataSource(_Strict):
     def _http_or_local(cls, urls: list[str]) -> list[str]:
         for url in urls:
             if not url.startswith(("http://", "https://", "file://", "hf://datasets/", "/")):
-                raise ValueError(f"metadata url {url!r} must be http(s)://, hf://datasets/..., file:// or a path")
+                raise ValueError(
+                    f"metadata url {url!r} must be http(s)://, hf://datasets/..., file:// or a path"
+                )
         return urls
 
 
@@ -76,7 +78,9 @@ class FilterConfig(_Strict):
     def _known_keys(cls, keys: list[str]) -> list[str]:
         unknown = [k for k in keys if k not in CANONICAL_TYPES]
         if unknown:
-            raise ValueError(f"unknown dedup key(s) {unknown}; canonical: {sorted(CANONICAL_TYPES)}")
+            raise ValueError(
+                f"unknown dedup key(s) {unknown}; canonical: {sorted(CANONICAL_TYPES)}"
+            )
         return keys
 
     @model_validator(mode="after")

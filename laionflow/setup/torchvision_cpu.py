@@ -20,10 +20,14 @@ from pathlib import Path
 STUB_DIR = "_laionflow_cuda_stubs"
 HOOK = "_laionflow_tvfix"
 CUDA_SYMBOL = re.compile(r"(cuda|nvjpeg)", re.IGNORECASE)
-NOOP = {"__cudaRegisterFatBinaryEnd", "__cudaRegisterFunction", "__cudaRegisterVar",
-        "__cudaUnregisterFatBinary"}
+NOOP = {
+    "__cudaRegisterFatBinaryEnd",
+    "__cudaRegisterFunction",
+    "__cudaRegisterVar",
+    "__cudaUnregisterFatBinary",
+}
 
-HOOK_SOURCE = f'''"""Installed by laionflow: load CUDA stub libraries before torchvision on CPU torch."""
+HOOK_SOURCE = f'''"""Installed by laionflow: load CUDA stubs before torchvision on a CPU torch."""
 import os
 import sys
 
@@ -58,8 +62,11 @@ def _run(*cmd: str, **kw) -> str:
 def _missing(so: Path, torch_lib: Path) -> tuple[set[str], set[str]]:
     """(missing sonames, undefined CUDA symbols) of one extension module."""
     env = {"LD_LIBRARY_PATH": str(torch_lib)}
-    libs = {line.split()[0] for line in _run("ldd", str(so), env=env).splitlines()
-            if "not found" in line}
+    libs = {
+        line.split()[0]
+        for line in _run("ldd", str(so), env=env).splitlines()
+        if "not found" in line
+    }
     syms = set()
     for line in _run("nm", "-D", "--undefined-only", str(so)).splitlines():
         parts = line.split()
@@ -69,24 +76,33 @@ def _missing(so: Path, torch_lib: Path) -> tuple[set[str], set[str]]:
 
 
 def _cpp(symbols: set[str]) -> str:
-    out = ["#include <stdexcept>", "#include <string>",
-           "[[noreturn]] static void lf_fail(const char* s) {",
-           '  throw std::runtime_error(std::string("CUDA is not available with this CPU-only '
-           'torch (called ") + s + ")"); }',
-           "static char lf_handle[64];"]
+    out = [
+        "#include <stdexcept>",
+        "#include <string>",
+        "[[noreturn]] static void lf_fail(const char* s) {",
+        '  throw std::runtime_error(std::string("CUDA is not available with this CPU-only '
+        'torch (called ") + s + ")"); }',
+        "static char lf_handle[64];",
+    ]
     for i, sym in enumerate(sorted(symbols)):
         if sym == "_ZN3c104cuda12device_countEv":
-            out.append(f'extern "C" signed char s{i}() __asm__("{sym}"); signed char s{i}() {{ return 0; }}')
+            out.append(f'extern "C" signed char s{i}() __asm__("{sym}");')
+            out.append(f"signed char s{i}() {{ return 0; }}")
         elif sym == "__cudaRegisterFatBinary":
-            out.append(f'extern "C" void* s{i}(void*) __asm__("{sym}"); void* s{i}(void*) {{ return lf_handle; }}')
+            out.append(f'extern "C" void* s{i}(void*) __asm__("{sym}");')
+            out.append(f"void* s{i}(void*) {{ return lf_handle; }}")
         elif sym == "__cudaInitModule":
-            out.append(f'extern "C" char s{i}(void*) __asm__("{sym}"); char s{i}(void*) {{ return 0; }}')
+            out.append(
+                f'extern "C" char s{i}(void*) __asm__("{sym}"); char s{i}(void*) {{ return 0; }}'
+            )
         elif sym in NOOP:
             out.append(f'extern "C" void s{i}() __asm__("{sym}"); void s{i}() {{}}')
         elif sym.startswith("_ZN") and sym.endswith("E"):  # a data object, not a function
             out.append(f'extern "C" {{ char s{i}[64] __asm__("{sym}") = {{0}}; }}')
         else:
-            out.append(f'extern "C" void s{i}() __asm__("{sym}"); void s{i}() {{ lf_fail("{sym}"); }}')
+            out.append(
+                f'extern "C" void s{i}() __asm__("{sym}"); void s{i}() {{ lf_fail("{sym}"); }}'
+            )
     return "\n".join(out) + "\n"
 
 
@@ -110,8 +126,16 @@ def install(site_packages: Path | None = None) -> str:
     for n, soname in enumerate(sorted(sonames)):
         # the first library carries every symbol; the others only answer to their soname
         args = [str(src)] if n == 0 else ["-x", "c++", "/dev/null"]
-        _run("g++", "-shared", "-fPIC", "-O1", f"-Wl,-soname,{soname}", "-o",
-             str(stub_dir / f"{n:02d}-{soname}"), *args)
+        _run(
+            "g++",
+            "-shared",
+            "-fPIC",
+            "-O1",
+            f"-Wl,-soname,{soname}",
+            "-o",
+            str(stub_dir / f"{n:02d}-{soname}"),
+            *args,
+        )
     (site / f"{HOOK}.py").write_text(HOOK_SOURCE)
     (site / f"{HOOK}.pth").write_text(f"import {HOOK}\n")
     return f"stubbed {sorted(sonames)} with {len(symbols)} symbols in {stub_dir}"

@@ -17,8 +17,10 @@ from PIL import Image
 FORMATS = ("jpeg", "png", "webp", "gray", "exif")  # gray = L-mode jpeg; exif = rotated jpeg
 FORMAT_WEIGHTS = (0.5, 0.2, 0.15, 0.1, 0.05)
 EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gray": "jpg", "exif": "jpg"}
-WORDS = ("red cat sofa mountain river city night blue car old house beach dog tree sky "
-         "flower portrait vintage poster logo food bread street bridge snow forest").split()
+WORDS = (
+    "red cat sofa mountain river city night blue car old house beach dog tree sky "
+    "flower portrait vintage poster logo food bread street bridge snow forest"
+).split()
 
 
 @dataclass
@@ -70,7 +72,9 @@ def _image_bytes(rng: np.random.Generator, w: int, h: int, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def build_corpus(out_dir: str | Path, base_url: str, spec: CorpusSpec | None = None) -> CorpusManifest:
+def build_corpus(
+    out_dir: str | Path, base_url: str, spec: CorpusSpec | None = None
+) -> CorpusManifest:
     """Write ``images/`` and ``metadata/`` under ``out_dir``; URLs point at ``base_url``."""
     spec = spec or CorpusSpec()
     out = Path(out_dir)
@@ -95,24 +99,28 @@ def build_corpus(out_dir: str | Path, base_url: str, spec: CorpusSpec | None = N
             img_rng = np.random.default_rng([spec.seed, i])
             (out / "images" / name).write_bytes(_image_bytes(img_rng, w, h, fmt))
         caption = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))) + f" #{i}"
-        rows.append({
-            "SAMPLE_ID": str(1_000_000 + i),
-            "URL": f"{base_url}/images/{name}",
-            "TEXT": caption,
-            "HEIGHT": h,
-            "WIDTH": w,
-            "LICENSE": "?" if rng.random() < 0.8 else "creativecommons.org/licenses/by/4.0",
-            "NSFW": "UNLIKELY",
-            "similarity": float(np.round(rng.uniform(0.3, 0.45), 6)),
-            "punsafe": float(np.round(rng.uniform(0, 0.2), 6)),
-            "pwatermark": float(np.round(rng.uniform(0, 0.5), 6)),
-            "hash": str(int(rng.integers(-(2**62), 2**62))),
-        })
+        rows.append(
+            {
+                "SAMPLE_ID": str(1_000_000 + i),
+                "URL": f"{base_url}/images/{name}",
+                "TEXT": caption,
+                "HEIGHT": h,
+                "WIDTH": w,
+                "LICENSE": "?" if rng.random() < 0.8 else "creativecommons.org/licenses/by/4.0",
+                "NSFW": "UNLIKELY",
+                "similarity": float(np.round(rng.uniform(0.3, 0.45), 6)),
+                "punsafe": float(np.round(rng.uniform(0, 0.2), 6)),
+                "pwatermark": float(np.round(rng.uniform(0, 0.5), 6)),
+                "hash": str(int(rng.integers(-(2**62), 2**62))),
+            }
+        )
     df = pd.DataFrame(rows)
     # planted rows for each filter rule (on live URLs too, so they are not "dead" as well)
     planted = {}
-    for col, frac, value in (("similarity", spec.low_similarity_fraction, 0.1),
-                             ("NSFW", spec.nsfw_fraction, "NSFW")):
+    for col, frac, value in (
+        ("similarity", spec.low_similarity_fraction, 0.1),
+        ("NSFW", spec.nsfw_fraction, "NSFW"),
+    ):
         idx = rng.choice(n, size=int(n * frac), replace=False)
         df.loc[idx, col] = value
         planted[col] = len(idx)
@@ -134,8 +142,9 @@ def build_corpus(out_dir: str | Path, base_url: str, spec: CorpusSpec | None = N
         chunk = df.iloc[bounds[part] : bounds[part + 1]]
         fmt = spec.formats[part % len(spec.formats)]
         if fmt == "csv":  # the csv releases spell the columns in lower case
-            chunk = chunk.rename(columns={"URL": "url", "TEXT": "caption", "WIDTH": "width",
-                                          "HEIGHT": "height"})
+            chunk = chunk.rename(
+                columns={"URL": "url", "TEXT": "caption", "WIDTH": "width", "HEIGHT": "height"}
+            )
             name = f"part-{part:05d}.csv"
             chunk.to_csv(out / "metadata" / name, index=False)
         else:
@@ -144,8 +153,15 @@ def build_corpus(out_dir: str | Path, base_url: str, spec: CorpusSpec | None = N
         files.append(str(out / "metadata" / name))
         urls.append(f"{base_url}/metadata/{name}")
     manifest = CorpusManifest(
-        base_url=base_url, spec=asdict(spec), metadata_files=files, metadata_urls=urls,
-        rows=len(df), dead_urls=dead, duplicates=n_dup, images=n - dead, planted=planted,
+        base_url=base_url,
+        spec=asdict(spec),
+        metadata_files=files,
+        metadata_urls=urls,
+        rows=len(df),
+        dead_urls=dead,
+        duplicates=n_dup,
+        images=n - dead,
+        planted=planted,
     )
     (out / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest

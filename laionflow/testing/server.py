@@ -11,9 +11,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-                 ".parquet": "application/octet-stream", ".csv": "text/csv",
-                 ".json": "application/json"}
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".parquet": "application/octet-stream",
+    ".csv": "text/csv",
+    ".json": "application/json",
+}
 
 
 @dataclass
@@ -61,7 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Type", CONTENT_TYPES.get(local.suffix, "application/octet-stream"))
+        self.send_header(
+            "Content-Type", CONTENT_TYPES.get(local.suffix, "application/octet-stream")
+        )
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()

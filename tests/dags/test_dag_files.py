@@ -17,8 +17,17 @@ def test_laion400m_shape():
     from laionflow.embedded import load_dag
 
     dag = load_dag("laion400m")
-    assert set(dag.task_ids) == {"plan", "metadata", "filter", "parts", "download", "annotate",
-                                 "embed", "index", "report"}
+    assert set(dag.task_ids) == {
+        "plan",
+        "metadata",
+        "filter",
+        "parts",
+        "download",
+        "annotate",
+        "embed",
+        "index",
+        "report",
+    }
     t = dag.task_dict
     assert t["plan"].downstream_task_ids >= {"metadata"}
     assert t["filter"].upstream_task_ids == {"metadata", "plan"}
@@ -27,19 +36,32 @@ def test_laion400m_shape():
     for name in ("metadata", "download"):
         assert t[name].retries >= 3 and t[name].retry_exponential_backoff
     assert t["download"].partial_kwargs["map_index_template"].startswith("part_")
-    assert {"root", "metadata_urls", "part_ids", "image_size", "output_format", "clip_model",
-            "clip_pretrained", "device"} <= set(dag.params)
+    assert {
+        "root",
+        "metadata_urls",
+        "part_ids",
+        "image_size",
+        "output_format",
+        "clip_model",
+        "clip_pretrained",
+        "device",
+    } <= set(dag.params)
+
+
+HEAVY = ("torch", "pyspark", "img2dataset", "open_clip", "faiss", "pandas", "laionflow.jobs",
+         "laionflow.recipes")
+PROBE = """
+import importlib.util, sys
+sys.path.insert(0, {root!r})
+for f in {files!r}:
+    spec = importlib.util.spec_from_file_location(f, f)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print([m for m in {heavy!r} if m in sys.modules])
+"""
 
 
 def test_dag_files_import_nothing_heavy():
-    code = (
-        "import sys, importlib.util; sys.path.insert(0, %r)\n"
-        "for f in %r:\n"
-        "    spec = importlib.util.spec_from_file_location(f, f); m = importlib.util.module_from_spec(spec)\n"
-        "    spec.loader.exec_module(m)\n"
-        "heavy = [m for m in ('torch', 'pyspark', 'img2dataset', 'open_clip', 'faiss', 'pandas',"
-        " 'laionflow.jobs', 'laionflow.recipes') if m in sys.modules]\n"
-        "print(heavy)\n"
-    ) % (str(DAGS.parent), [str(p) for p in sorted(DAGS.glob("*.py"))])
+    files = [str(p) for p in sorted(DAGS.glob("*.py"))]
+    code = PROBE.format(root=str(DAGS.parent), files=files, heavy=HEAVY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

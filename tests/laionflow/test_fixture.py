@@ -16,8 +16,18 @@ def test_corpus_is_deterministic_and_has_the_planted_cases(tmp_path):
     assert a.dead_urls == b.dead_urls > 0
     pq_part = pd.read_parquet(a.metadata_files[0])
     csv_part = pd.read_csv(a.metadata_files[1])
-    assert {"URL", "TEXT", "WIDTH", "HEIGHT", "similarity", "punsafe", "pwatermark", "NSFW",
-            "hash", "LICENSE"} <= set(pq_part.columns)
+    assert {
+        "URL",
+        "TEXT",
+        "WIDTH",
+        "HEIGHT",
+        "similarity",
+        "punsafe",
+        "pwatermark",
+        "NSFW",
+        "hash",
+        "LICENSE",
+    } <= set(pq_part.columns)
     assert {"url", "caption", "width", "height"} <= set(csv_part.columns)
     both = pd.concat([pq_part.rename(columns={"URL": "url", "TEXT": "caption"}), csv_part])
     assert both.duplicated(["url", "caption"]).sum() == a.duplicates

@@ -47,8 +47,16 @@ def test_misspelled_override_is_not_silently_ignored():
 
 
 def test_params_map_to_recipe_fields():
-    recipe = resolve("laion400m", {"image_size": 384, "output_format": "files", "part_ids": [1],
-                                   "overrides": {"filter.num_parts": 8}, "force": True})
+    recipe = resolve(
+        "laion400m",
+        {
+            "image_size": 384,
+            "output_format": "files",
+            "part_ids": [1],
+            "overrides": {"filter.num_parts": 8},
+            "force": True,
+        },
+    )
     assert recipe.download.image_size == 384
     assert recipe.download.output_format == "files"
     assert recipe.part_ids == [1]

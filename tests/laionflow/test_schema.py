@@ -6,8 +6,14 @@ from laionflow.schema import SchemaError, column_mapping
 def test_laion400m_parquet_columns_map_to_canonical_names():
     cols = ["SAMPLE_ID", "URL", "TEXT", "HEIGHT", "WIDTH", "LICENSE", "NSFW", "similarity"]
     assert column_mapping(cols) == {
-        "SAMPLE_ID": "sample_id", "URL": "url", "TEXT": "caption", "HEIGHT": "height",
-        "WIDTH": "width", "LICENSE": "license", "NSFW": "nsfw", "similarity": "similarity",
+        "SAMPLE_ID": "sample_id",
+        "URL": "url",
+        "TEXT": "caption",
+        "HEIGHT": "height",
+        "WIDTH": "width",
+        "LICENSE": "license",
+        "NSFW": "nsfw",
+        "similarity": "similarity",
     }
 
 
@@ -30,7 +36,9 @@ def test_missing_required_column_names_found_and_expected():
 
 def test_override_maps_an_odd_column_and_rejects_unknown_targets():
     assert column_mapping(["link", "alt"], {"link": "url", "alt": "caption"}) == {
-        "link": "url", "alt": "caption"}
+        "link": "url",
+        "alt": "caption",
+    }
     with pytest.raises(SchemaError, match="not a canonical column"):
         column_mapping(["link", "alt"], {"link": "uri"})
 

@@ -19,15 +19,19 @@ def test_runtime_env_uses_this_python_and_its_spark_submit():
 
 def test_driver_binds_loopback_and_disables_the_ui_by_default(monkeypatch):
     monkeypatch.delenv("LAIONFLOW_SPARK_DRIVER_HOST", raising=False)
-    assert driver_conf() == {"spark.driver.bindAddress": "127.0.0.1",
-                             "spark.driver.host": "127.0.0.1", "spark.ui.enabled": "false"}
+    assert driver_conf() == {
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.ui.enabled": "false",
+    }
 
 
 def test_operator_is_the_providers_spark_submit_operator():
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    op = LaionflowSparkSubmitOperator(task_id="f", job="filter_dedup.py",
-                                      application_args=["--config", "c.json"])
+    op = LaionflowSparkSubmitOperator(
+        task_id="f", job="filter_dedup.py", application_args=["--config", "c.json"]
+    )
     assert isinstance(op, SparkSubmitOperator)
     assert "application_args" in op.template_fields
     assert op.name == "laionflow-filter_dedup"

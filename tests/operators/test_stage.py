@@ -7,11 +7,28 @@ from operators.stage import LaionflowStageOperator
 
 
 def test_command_is_built_from_fields():
-    op = LaionflowStageOperator(task_id="t", stage="download", config_path="/r/config.json",
-                                part=3, force="True", python="/py")
+    op = LaionflowStageOperator(
+        task_id="t",
+        stage="download",
+        config_path="/r/config.json",
+        part=3,
+        force="True",
+        python="/py",
+    )
     assert op.command("/tmp/s.json") == [
-        "/py", "-m", "laionflow", "run", "download", "--config", "/r/config.json",
-        "--summary-out", "/tmp/s.json", "--part", "3", "--force"]
+        "/py",
+        "-m",
+        "laionflow",
+        "run",
+        "download",
+        "--config",
+        "/r/config.json",
+        "--summary-out",
+        "/tmp/s.json",
+        "--part",
+        "3",
+        "--force",
+    ]
     op = LaionflowStageOperator(task_id="t", stage="index", config_path="/c", force=False)
     assert op.command("/s")[0] == sys.executable
     assert "--part" not in op.command("/s") and "--force" not in op.command("/s")

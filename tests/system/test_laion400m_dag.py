@@ -40,8 +40,10 @@ def test_ledger_holds_exactly(dag_run, corpus):
     _, root = dag_run
     led = fs.read_json(f"{root}/summary.json")["ledger"]
     assert led["raw_rows"] == corpus.rows
-    assert (led["filtered_total"] + led["duplicates"] + led["downloaded"] + led["failed_total"]
-            == led["raw_rows"])
+    assert (
+        led["filtered_total"] + led["duplicates"] + led["downloaded"] + led["failed_total"]
+        == led["raw_rows"]
+    )
     assert led["not_selected"] == 0
     assert led["embedding_rows"] == led["downloaded"] == led["index_size"]
 
@@ -53,8 +55,9 @@ def test_every_tar_reads_and_stats_csv_counts_match(dag_run):
         with open(f"{root}/images/part_{part:05d}_stats.csv") as fh:
             rows = list(csv.DictReader(fh))
         for row in rows:
-            samples = list(wds.WebDataset(f"file:{row['tar_path']}", shardshuffle=False,
-                                          empty_check=False))
+            samples = list(
+                wds.WebDataset(f"file:{row['tar_path']}", shardshuffle=False, empty_check=False)
+            )
             assert int(row["samples"]) == len(samples)
             for s in samples:
                 assert {"jpg", "txt", "json"} <= set(s)
@@ -69,15 +72,17 @@ def test_index_self_retrieval_and_metadata_alignment(dag_run):
     _, root = dag_run
     reader = IndexReader(f"{root}/index")
     parts = (0, 1)
-    emb = np.concatenate([np.load(f"{root}/embeddings/part_{p:05d}/img_emb/img_emb_0.npy")
-                          for p in parts]).astype(np.float32)
+    emb = np.concatenate(
+        [np.load(f"{root}/embeddings/part_{p:05d}/img_emb/img_emb_0.npy") for p in parts]
+    ).astype(np.float32)
     _, ids = reader.search(emb, k=1)
     assert np.mean(ids[:, 0] == np.arange(len(emb))) >= 0.99
     tar_captions = {}
     for p in parts:
         for row in csv.DictReader(open(f"{root}/images/part_{p:05d}_stats.csv")):
-            for s in wds.WebDataset(f"file:{row['tar_path']}", shardshuffle=False,
-                                    empty_check=False):
+            for s in wds.WebDataset(
+                f"file:{row['tar_path']}", shardshuffle=False, empty_check=False
+            ):
                 tar_captions[(p, s["__key__"])] = s["txt"].decode()
     meta = reader.metadata.to_pandas()
     for i in np.flatnonzero(ids[:, 0] == np.arange(len(emb))):
@@ -88,14 +93,25 @@ def test_index_self_retrieval_and_metadata_alignment(dag_run):
 
 def test_outputs_follow_the_documented_layout(dag_run):
     _, root = dag_run
-    for path in ("metadata/raw/_metadata_stats.json", "metadata/filtered/part-00000.parquet",
-                 "metadata/filtered/_filter_stats.json", "images/part_00000/00000.tar",
-                 "images/part_00000/00000.parquet", "images/part_00000/00000_stats.json",
-                 "images/part_00000_stats.csv", "embeddings/part_00000/img_emb/img_emb_0.npy",
-                 "embeddings/part_00000/text_emb/text_emb_0.npy",
-                 "embeddings/part_00000/metadata/metadata_0.parquet", "index/image.index",
-                 "index/text.index", "index/metadata/metadata_00000.parquet", "summary.json"):
+    for path in (
+        "metadata/raw/_metadata_stats.json",
+        "metadata/filtered/part-00000.parquet",
+        "metadata/filtered/_filter_stats.json",
+        "images/part_00000/00000.tar",
+        "images/part_00000/00000.parquet",
+        "images/part_00000/00000_stats.json",
+        "images/part_00000_stats.csv",
+        "embeddings/part_00000/img_emb/img_emb_0.npy",
+        "embeddings/part_00000/text_emb/text_emb_0.npy",
+        "embeddings/part_00000/metadata/metadata_0.parquet",
+        "index/image.index",
+        "index/text.index",
+        "index/metadata/metadata_00000.parquet",
+        "summary.json",
+    ):
         assert (root / path).exists(), path
     stats = fs.read_json(f"{root}/images/part_00000/00000_stats.json")
-    assert {"count", "successes", "failed_to_download", "failed_to_resize", "status_dict"} <= set(stats)
+    assert {"count", "successes", "failed_to_download", "failed_to_resize", "status_dict"} <= set(
+        stats
+    )
     assert pd.read_parquet(root / "metadata/filtered/part-00000.parquet")["url"].is_unique

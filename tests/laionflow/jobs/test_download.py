@@ -20,8 +20,10 @@ def test_reason_of_groups_img2dataset_error_messages():
 def test_every_filtered_row_lands_in_exactly_one_shard(pipeline, corpus):
     root = pipeline["recipe"].dataset_root
     for part, summary in pipeline["download"].items():
-        shards = pd.concat(pd.read_parquet(f"{root}/images/part_{part:05d}/{s['shard']}.parquet")
-                           for s in summary["shards"])
+        shards = pd.concat(
+            pd.read_parquet(f"{root}/images/part_{part:05d}/{s['shard']}.parquet")
+            for s in summary["shards"]
+        )
         rows = pd.read_parquet(f"{root}/metadata/filtered/part-{part:05d}.parquet")
         assert sorted(shards["url"]) == sorted(rows["url"])
         assert summary["successes"] == int((shards["status"] == "success").sum())
@@ -38,8 +40,11 @@ def test_shards_keep_img2dataset_layout_and_read_with_webdataset(pipeline):
     for part, summary in pipeline["download"].items():
         folder = f"{root}/images/part_{part:05d}"
         for shard in summary["shards"]:
-            samples = list(wds.WebDataset(f"file:{folder}/{shard['shard']}.tar",
-                                          shardshuffle=False, empty_check=False))
+            samples = list(
+                wds.WebDataset(
+                    f"file:{folder}/{shard['shard']}.tar", shardshuffle=False, empty_check=False
+                )
+            )
             assert len(samples) == shard["successes"]
             for s in samples:
                 assert {"jpg", "txt", "json"} <= set(s)
@@ -71,8 +76,9 @@ def test_files_output_writes_image_path_and_caption_csv(pipeline, tmp_path, fixt
     from laionflow.recipes import load_recipe
 
     recipe = pipeline["recipe"]
-    files = load_recipe("laion400m", {**_dotted(recipe), "root": str(tmp_path),
-                                      "download.output_format": "files"})
+    files = load_recipe(
+        "laion400m", {**_dotted(recipe), "root": str(tmp_path), "download.output_format": "files"}
+    )
     shutil.copytree(f"{recipe.dataset_root}/metadata", f"{files.dataset_root}/metadata")
     summary = download.run(files, 1)
     result = annotate.run(files, 1)
@@ -85,6 +91,10 @@ def test_files_output_writes_image_path_and_caption_csv(pipeline, tmp_path, fixt
 
 
 def _dotted(recipe) -> dict:
-    return {"metadata.urls": recipe.metadata.urls, "filter.num_parts": 2,
-            "download.processes": 1, "download.threads": 8,
-            "download.number_sample_per_shard": 64}
+    return {
+        "metadata.urls": recipe.metadata.urls,
+        "filter.num_parts": 2,
+        "download.processes": 1,
+        "download.threads": 8,
+        "download.number_sample_per_shard": 64,
+    }

@@ -20,9 +20,12 @@ def test_embeddings_are_aligned_with_metadata_and_tars(pipeline):
         assert summary["rows"] == pipeline["download"][part]["successes"]
         assert np.allclose(np.linalg.norm(img.astype(np.float32), axis=1), 1, atol=1e-2)
         captions = {}
-        for s in wds.WebDataset(f"file:{root}/images/part_{part:05d}/{{00000..00009}}.tar",
-                                shardshuffle=False, empty_check=False,
-                                handler=wds.ignore_and_continue):
+        for s in wds.WebDataset(
+            f"file:{root}/images/part_{part:05d}/{{00000..00009}}.tar",
+            shardshuffle=False,
+            empty_check=False,
+            handler=wds.ignore_and_continue,
+        ):
             captions[s["__key__"]] = s["txt"].decode()
         assert dict(zip(meta["key"], meta["caption"], strict=True)) == captions
 
@@ -30,14 +33,20 @@ def test_embeddings_are_aligned_with_metadata_and_tars(pipeline):
 def test_image_index_returns_each_sample_first(pipeline):
     root = pipeline["recipe"].dataset_root
     reader = IndexReader(f"{root}/index")
-    emb = np.concatenate([np.load(f"{root}/embeddings/part_{p:05d}/img_emb/img_emb_0.npy")
-                          for p in sorted(pipeline["embed"])]).astype(np.float32)
+    emb = np.concatenate(
+        [
+            np.load(f"{root}/embeddings/part_{p:05d}/img_emb/img_emb_0.npy")
+            for p in sorted(pipeline["embed"])
+        ]
+    ).astype(np.float32)
     assert reader.image.ntotal == len(emb) == pipeline["index"]["size"]
     _, ids = reader.search(emb, k=1)
     hit_rate = float(np.mean(ids[:, 0] == np.arange(len(emb))))
     assert hit_rate >= 0.99
-    meta = pd.concat(pd.read_parquet(f"{root}/embeddings/part_{p:05d}/metadata/metadata_0.parquet")
-                     for p in sorted(pipeline["embed"])).reset_index(drop=True)
+    meta = pd.concat(
+        pd.read_parquet(f"{root}/embeddings/part_{p:05d}/metadata/metadata_0.parquet")
+        for p in sorted(pipeline["embed"])
+    ).reset_index(drop=True)
     rows = reader.rows(range(len(meta)))
     assert [r["key"] for r in rows] == list(meta["key"])
     assert [r["caption"] for r in rows] == list(meta["caption"])
@@ -52,7 +61,13 @@ def test_text_query_answers_from_the_index(pipeline):
 
 
 def test_missing_checkpoint_fails_before_work_naming_the_path(pipeline, tmp_path):
-    recipe = load_recipe("laion400m", {"root": str(tmp_path), "clip.model": "laionflow-tiny",
-                                       "clip.pretrained": "/nowhere/tiny.pt"})
+    recipe = load_recipe(
+        "laion400m",
+        {
+            "root": str(tmp_path),
+            "clip.model": "laionflow-tiny",
+            "clip.pretrained": "/nowhere/tiny.pt",
+        },
+    )
     with pytest.raises(MissingWeightsError, match="/nowhere/tiny.pt"):
         embed.run(recipe, 0)

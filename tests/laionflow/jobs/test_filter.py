@@ -25,8 +25,11 @@ def test_filter_counts_every_row_by_rule_and_dedups(pipeline, corpus):
     bad_sim = raw["similarity"] < 0.3
     nsfw = ~bad_sim & (raw["nsfw"] == "NSFW")
     small_w = ~bad_sim & ~nsfw & (raw["width"] < 64)
-    assert stats["filtered"] == {"min_similarity": int(bad_sim.sum()), "nsfw": int(nsfw.sum()),
-                                 "min_width": int(small_w.sum())}
+    assert stats["filtered"] == {
+        "min_similarity": int(bad_sim.sum()),
+        "nsfw": int(nsfw.sum()),
+        "min_width": int(small_w.sum()),
+    }
     passed = raw[~(bad_sim | nsfw | small_w)]
     assert stats["duplicates"] == int(passed.duplicated(["url", "caption"]).sum())
     assert stats["kept"] == len(passed.drop_duplicates(["url", "caption"]))
@@ -35,8 +38,7 @@ def test_filter_counts_every_row_by_rule_and_dedups(pipeline, corpus):
 
 def test_filtered_parts_hold_unique_rows_with_canonical_columns(pipeline):
     root = pipeline["recipe"].dataset_root
-    parts = [pd.read_parquet(f"{root}/metadata/filtered/part-{p:05d}.parquet")
-             for p in (0, 1)]
+    parts = [pd.read_parquet(f"{root}/metadata/filtered/part-{p:05d}.parquet") for p in (0, 1)]
     both = pd.concat(parts)
     assert {"url", "caption", "width", "height", "similarity", "nsfw"} <= set(both.columns)
     assert not both.duplicated(["url", "caption"]).any()
@@ -45,8 +47,10 @@ def test_filtered_parts_hold_unique_rows_with_canonical_columns(pipeline):
 
 def test_output_is_identical_across_reruns_and_partitionings(pipeline, spark, tmp_path):
     recipe = pipeline["recipe"]
-    other = load_recipe("laion400m", {"root": str(tmp_path), "metadata.urls": recipe.metadata.urls,
-                                      "filter.num_parts": 2})
+    other = load_recipe(
+        "laion400m",
+        {"root": str(tmp_path), "metadata.urls": recipe.metadata.urls, "filter.num_parts": 2},
+    )
     metadata.run(other)
     spark.conf.set("spark.sql.shuffle.partitions", "7")
     try:
@@ -80,13 +84,22 @@ def test_unknown_column_set_fails_before_download_naming_columns(spark, tmp_path
 def test_invalid_urls_and_nan_sizes_are_counted_with_a_reason(spark, tmp_path):
     raw = tmp_path / "laion400m" / "metadata" / "raw"
     raw.mkdir(parents=True)
-    pd.DataFrame({
-        "url": ["http://h/a.jpg", None, "", "ftp://h/b.jpg", "http://h/c.jpg", "http://h/d.jpg"],
-        "caption": ["a", "b", "c", "d", "e", "f"],
-        "width": ["100", "100", "100", "100", "NaN", "100"],
-        "height": [100, 100, 100, 100, 100, 100],
-        "similarity": [0.5] * 6,
-    }).to_csv(raw / "p.csv", index=False)
+    pd.DataFrame(
+        {
+            "url": [
+                "http://h/a.jpg",
+                None,
+                "",
+                "ftp://h/b.jpg",
+                "http://h/c.jpg",
+                "http://h/d.jpg",
+            ],
+            "caption": ["a", "b", "c", "d", "e", "f"],
+            "width": ["100", "100", "100", "100", "NaN", "100"],
+            "height": [100, 100, 100, 100, 100, 100],
+            "similarity": [0.5] * 6,
+        }
+    ).to_csv(raw / "p.csv", index=False)
     recipe = load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 1})
     stats = run_spark(spark, recipe)
     assert stats["filtered"] == {"invalid_url": 3, "min_width": 1}

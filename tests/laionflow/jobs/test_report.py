@@ -11,8 +11,10 @@ def test_summary_proves_the_ledger(pipeline, corpus):
     led = summary["ledger"]
     assert led["raw_rows"] == corpus.rows
     assert led["balanced"] and led["not_selected"] == 0
-    assert (led["filtered_total"] + led["duplicates"] + led["downloaded"] + led["failed_total"]
-            == led["raw_rows"])
+    assert (
+        led["filtered_total"] + led["duplicates"] + led["downloaded"] + led["failed_total"]
+        == led["raw_rows"]
+    )
     assert led["downloaded"] == sum(d["successes"] for d in pipeline["download"].values())
     assert led["embedding_rows"] == led["downloaded"] == led["index_size"]
     assert led["failed"] == {"http_404": led["failed_total"]}
