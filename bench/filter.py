@@ -87,9 +87,15 @@ def main() -> None:
     import os
 
     os.environ.setdefault("LAIONFLOW_SHUFFLE_PARTITIONS", "16")
+    os.environ.setdefault("LAIONFLOW_SPARK_DRIVER_MEMORY", "8g")
     from laionflow.jobs.filter import spark_session
 
     spark = spark_session("local[*]", app="bench-filter")
+    # warm the JVM (class loading, code generation) so both engines are measured warm
+    warm = Path(tempfile.mkdtemp(prefix="laionflow-bench-warm-"))
+    synth(warm / "laion400m" / "metadata" / "raw", 20_000)
+    spark_filter(warm, args.parts, spark)
+    shutil.rmtree(warm, ignore_errors=True)
     for rows in (int(r) for r in args.rows.split(",")):
         work = Path(tempfile.mkdtemp(prefix="laionflow-bench-filter-"))
         raw = work / "laion400m" / "metadata" / "raw"

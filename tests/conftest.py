@@ -19,6 +19,8 @@ from tests.helpers import small_overrides
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="laionflow-tests-"))
 embedded.configure(_SESSION_TMP / "airflow", spark_master="local[2]")
 os.environ["LAIONFLOW_SHUFFLE_PARTITIONS"] = "4"
+# nothing in the tests may reach a hub: fail loudly instead of downloading
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import webdataset as wds
 
 from laionflow.clip_model import MissingWeightsError
 from laionflow.jobs import embed
+from laionflow.jobs.download import shard_ids
 from laionflow.query import IndexReader, query
 from laionflow.recipes import load_recipe
 
@@ -19,14 +20,12 @@ def test_embeddings_are_aligned_with_metadata_and_tars(pipeline):
         assert len(img) == len(txt) == len(meta) == summary["rows"]
         assert summary["rows"] == pipeline["download"][part]["successes"]
         assert np.allclose(np.linalg.norm(img.astype(np.float32), axis=1), 1, atol=1e-2)
-        captions = {}
-        for s in wds.WebDataset(
-            f"file:{root}/images/part_{part:05d}/{{00000..00009}}.tar",
-            shardshuffle=False,
-            empty_check=False,
-            handler=wds.ignore_and_continue,
-        ):
-            captions[s["__key__"]] = s["txt"].decode()
+        folder = f"{root}/images/part_{part:05d}"
+        tars = [f"file:{folder}/{sid:05d}.tar" for sid in shard_ids(folder)]
+        captions = {
+            s["__key__"]: s["txt"].decode()
+            for s in wds.WebDataset(tars, shardshuffle=False, empty_check=False)
+        }
         assert dict(zip(meta["key"], meta["caption"], strict=True)) == captions
 
 
