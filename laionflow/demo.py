@@ -65,6 +65,9 @@ def run_demo(root: str, rows: int = 2000, parts: int = 4) -> int:
     print()
     print(format_ledger(summary))
     index_dir = root_path / "laion400m" / "index"
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)  # open_clip logs model loading at INFO
     print(f'\nquery "red cat" on {index_dir}:')
     for hit in query(str(index_dir), text="red cat", k=3):
         print(f"  {hit['id']:>6}  {hit['distance']:.4f}  {hit['caption']!r}")
