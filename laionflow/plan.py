@@ -27,12 +27,20 @@ PARAM_FIELDS: dict[str, str] = {
     "clip_pretrained": "clip.pretrained",
     "device": "clip.device",
 }
+#: threshold Params -> the recipe rules whose value they set
+THRESHOLD_RULES: dict[str, tuple[str, ...]] = {
+    "min_image_size": ("min_width", "min_height"),
+    "min_similarity": ("min_similarity",),
+    "max_punsafe": ("max_punsafe",),
+    "min_aesthetic": ("min_aesthetic",),
+    "max_aspect_ratio": ("max_aspect_ratio",),
+}
 #: Params that steer the run rather than the recipe
-CONTROL_PARAMS = {"force", "overrides"}
+CONTROL_PARAMS = {"force", "overrides", "dry_run", "max_output_bytes"}
 
 
 def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(PARAM_FIELDS) - CONTROL_PARAMS
+    unknown = set(params) - set(PARAM_FIELDS) - set(THRESHOLD_RULES) - CONTROL_PARAMS
     if unknown:
         raise RecipeError(
             f"unknown parameter(s) {sorted(unknown)}; known: "
@@ -46,8 +54,17 @@ def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def thresholds_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``{rule name: value}`` for the threshold Params that were set."""
+    out = {}
+    for param, rules in THRESHOLD_RULES.items():
+        if params.get(param) is not None:
+            out.update(dict.fromkeys(rules, params[param]))
+    return out
+
+
 def resolve(recipe_name: str, params: dict[str, Any]) -> Recipe:
-    return load_recipe(recipe_name, overrides_from_params(params))
+    return load_recipe(recipe_name, overrides_from_params(params), thresholds_from_params(params))
 
 
 def write_run_config(recipe: Recipe, run_id: str) -> str:
@@ -62,7 +79,10 @@ def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any
     return {
         "config_path": write_run_config(recipe, run_id),
         "dataset_root": recipe.dataset_root,
+        "run_dir": Layout(recipe.dataset_root).run_dir(run_id),
         "force": bool(params.get("force")),
+        "dry_run": bool(params.get("dry_run")),
+        "max_output_bytes": params.get("max_output_bytes"),
     }
 
 

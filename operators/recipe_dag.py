@@ -1,6 +1,7 @@
 """Build a recipe's DAG. DAG files call :func:`recipe_dag` and nothing else.
 
-Shape: plan → metadata → filter (spark-submit) → parts → download[part] → annotate[part] →
+Shape: plan → metadata → filter (spark-submit) → parts → estimate (stops on
+``max_output_bytes``, short-circuits a dry run) → download[part] → annotate[part] →
 embed[part] (pool ``gpu``) → index → report. Nothing here reads files or imports laionflow's
 heavy modules at parse time: the recipe is loaded and validated by ``plan`` at run time.
 """
@@ -55,6 +56,16 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
 
             return selected_parts(config_path)
 
+        @task.short_circuit(task_id="estimate", retries=0)
+        def estimate(planned: dict, part_ids: list[int]) -> bool:
+            """Log the storage/time estimate; stop on max_output_bytes; skip on dry run."""
+            from laionflow.jobs.estimate import run as run_estimate
+            from laionflow.recipes import resolve as read_config
+
+            recipe = read_config(planned["config_path"])
+            run_estimate(recipe, part_ids, planned["max_output_bytes"], planned["run_dir"])
+            return not planned["dry_run"]
+
         planned = plan()
         config = planned["config_path"]
         force = planned["force"]
@@ -69,6 +80,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
             application_args=["--config", config, "--force", force],
         )
         part_list = parts(config)
+        gate = estimate(planned, part_list)
         download = LaionflowStageOperator.partial(
             task_id="download",
             stage="download",
@@ -99,5 +111,6 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         )
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
         metadata >> filter_job >> part_list
+        gate >> download
         download >> annotate >> embed >> index >> report
     return dag

@@ -88,3 +88,20 @@ def pipeline(tmp_path_factory, corpus, checkpoint, spark, fixture_server):
     out["index"] = index.run(recipe)
     out["report"] = report.run(recipe)
     return out
+
+
+@pytest.fixture(scope="session")
+def sd21_corpus(fixture_server, session_tmp: Path):
+    """LAION2B-en improved-aesthetics column set, sizes around the 512 px threshold."""
+    from laionflow.testing.corpus import CorpusSpec, build_corpus
+
+    spec = CorpusSpec(
+        rows=240,
+        parts=2,
+        seed=11,
+        flavour="laion2b_aesthetics",
+        min_side=300,
+        max_side=760,
+        formats=("parquet",),
+    )
+    return build_corpus(session_tmp / "fixture" / "sd21", f"{fixture_server.base_url}/sd21", spec)

@@ -134,6 +134,16 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if force:
         fs.rm(out, recursive=True)
     _quiet_environment()
+    if not recipe.download.ssl_verify:
+        log.warning("!" * 72)
+        log.warning(
+            "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
+        )
+        log.warning("!" * 72)
+        os.environ["LAIONFLOW_INSECURE_SSL"] = "1"
+        import ssl
+
+        ssl._create_default_https_context = ssl._create_unverified_context
     from img2dataset import download
 
     opts = recipe.download

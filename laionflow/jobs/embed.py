@@ -78,7 +78,11 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if fs.exists(done) and not force:
         return fs.read_json(done)
     if recipe.download.output_format != "webdataset":
-        raise ValueError("embedding reads webdataset shards; set download.output_format=webdataset")
+        reason = (
+            f"embeddings read webdataset shards; output_format is {recipe.download.output_format}"
+        )
+        log.warning("embed %s skipped: %s", part_name(part), reason)
+        return {"stage": "embed", "part": part, "rows": 0, "skipped": reason}
     folder = layout.images_part(part)
     tars = [f"{folder}/{sid:05d}.tar" for sid in shard_ids(folder)]
     cfg = recipe.clip

@@ -109,7 +109,10 @@ def reason_column(recipe: Recipe):
     )
     expr = F.when(~valid_url, F.lit(INVALID_URL))
     for rule in recipe.filter.rules:
-        expr = expr.when(~F.coalesce(_rule_condition(rule, F), F.lit(False)), F.lit(rule.name))
+        cond = _rule_condition(rule, F)
+        if rule.missing == "pass":
+            cond = F.col(rule.column).isNull() | cond
+        expr = expr.when(~F.coalesce(cond, F.lit(False)), F.lit(rule.name))
     return expr
 
 

@@ -43,6 +43,8 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     layout = Layout(recipe.dataset_root)
     parts = embedded_parts(layout)
     if not parts:
+        if recipe.download.output_format != "webdataset":
+            return {"stage": "index", "size": 0, "skipped": "no embeddings for this output format"}
         raise FileNotFoundError(f"no finished embeddings under {layout.embeddings}")
     started = time.time()
     img, txt = [], []

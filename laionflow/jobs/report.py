@@ -49,6 +49,7 @@ def build_summary(recipe: Recipe) -> dict:
     index_size = None
     if fs.exists(f"{layout.index}/_summary.json"):
         index_size = fs.read_json(f"{layout.index}/_summary.json")["size"]
+    embedded = recipe.download.output_format == "webdataset"
     filtered_total = sum(filt["filtered"].values())
     accounted = (
         filtered_total + filt["duplicates"] + downloaded + sum(failed.values()) + not_selected
@@ -65,17 +66,31 @@ def build_summary(recipe: Recipe) -> dict:
         "accounted": accounted,
         "balanced": accounted == filt["raw_rows"],
         "embedding_rows": emb_rows,
-        "embeddings_match": emb_rows == downloaded,
+        "embeddings_match": emb_rows == downloaded if embedded else None,
         "index_size": index_size,
-        "index_matches": index_size == emb_rows,
+        "index_matches": index_size == emb_rows if embedded else None,
     }
     return {
         "recipe": recipe.name,
         "dataset_root": recipe.dataset_root,
         "ledger": ledger,
+        "estimate": latest_estimate(layout),
         "parts": parts,
         "config": recipe.model_dump(mode="json"),
     }
+
+
+def latest_estimate(layout: Layout) -> dict | None:
+    """The storage/time estimate of the most recent run that made one."""
+    found = [
+        f"{d}/estimate.json"
+        for d in fs.ls(f"{layout.root}/runs")
+        if fs.exists(f"{d}/estimate.json")
+    ]
+    if not found:
+        return None
+    fsys, _ = fs.filesystem(found[0])
+    return fs.read_json(max(found, key=lambda p: fsys.modified(fs.filesystem(p)[1])))
 
 
 def format_ledger(summary: dict) -> str:
@@ -96,14 +111,22 @@ def format_ledger(summary: dict) -> str:
         f"  = accounted                      {led['accounted']:>10}   "
         f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}"
     )
-    lines.append(
-        f"  embeddings rows                  {led['embedding_rows']:>10}   "
-        f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}"
-    )
-    lines.append(
-        f"  index size                       {led['index_size']!s:>10}   "
-        f"{'= embeddings' if led['index_matches'] else '!= embeddings'}"
-    )
+    if led["embeddings_match"] is None:
+        lines.append("  embeddings/index    (not computed for this output format)")
+    else:
+        lines.append(
+            f"  embeddings rows                  {led['embedding_rows']:>10}   "
+            f"{'= downloaded' if led['embeddings_match'] else '!= downloaded'}"
+        )
+        lines.append(
+            f"  index size                       {led['index_size']!s:>10}   "
+            f"{'= embeddings' if led['index_matches'] else '!= embeddings'}"
+        )
+    est = summary.get("estimate")
+    if est:
+        lines.append(
+            f"  estimate before download: {est['human']}, ~{est['hours']} h ({est['rows']} rows)"
+        )
     return "\n".join(lines)
 
 

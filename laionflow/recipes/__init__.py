@@ -65,14 +65,30 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return data
 
 
-def load_recipe(name_or_path: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Load a bundled recipe (by name) or a YAML file, apply dotted overrides, validate."""
+def set_thresholds(data: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Set the ``value`` of filter rules by rule name; naming a rule the recipe lacks fails."""
+    rules = data.get("filter", {}).get("rules", [])
+    names = [r.get("name") for r in rules]
+    for name, value in thresholds.items():
+        if name not in names:
+            raise RecipeError(f"threshold for rule {name!r}: recipe has no such rule ({names})")
+        rules[names.index(name)]["value"] = value
+    return data
+
+
+def load_recipe(
+    name_or_path: str,
+    overrides: dict[str, Any] | None = None,
+    thresholds: dict[str, Any] | None = None,
+) -> Recipe:
+    """Load a bundled recipe (by name) or a YAML file, apply dotted overrides and rule
+    thresholds, validate."""
     data = _read(name_or_path)
     try:
         Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(f"invalid recipe {name_or_path!r}: {_format(err)}") from None
-    merged = apply_overrides(data, overrides or {})
+    merged = set_thresholds(apply_overrides(data, overrides or {}), thresholds or {})
     try:
         return Recipe.model_validate(merged)
     except ValidationError as err:

@@ -46,6 +46,8 @@ class FilterRule(_Strict):
     column: str
     op: Literal[">=", ">", "<=", "<", "==", "!=", "in", "not_in"]
     value: float | int | str | list[float | int | str]
+    #: "pass" keeps rows whose value is missing (e.g. ``lang = en`` where a language exists)
+    missing: Literal["fail", "pass"] = "fail"
 
     @field_validator("column")
     @classmethod
@@ -108,6 +110,8 @@ class DownloadConfig(_Strict):
     timeout_s: int = Field(default=10, ge=1)
     retries: int = Field(default=0, ge=0)
     user_agent_token: str = "laionflow"
+    #: False skips TLS certificate checks (the SD 2.1 prep guide's patch); logged loudly
+    ssl_verify: bool = True
     disallowed_header_directives: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
     )

@@ -17,6 +17,58 @@ from PIL import Image
 FORMATS = ("jpeg", "png", "webp", "gray", "exif")  # gray = L-mode jpeg; exif = rotated jpeg
 FORMAT_WEIGHTS = (0.5, 0.2, 0.15, 0.1, 0.05)
 EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gray": "jpg", "exif": "jpg"}
+#: the column sets of the LAION releases, as they spell them
+FLAVOURS: dict[str, tuple[str, ...]] = {
+    "laion400m": (
+        "SAMPLE_ID",
+        "URL",
+        "TEXT",
+        "HEIGHT",
+        "WIDTH",
+        "LICENSE",
+        "NSFW",
+        "similarity",
+        "punsafe",
+        "pwatermark",
+        "hash",
+    ),
+    "laion2b_aesthetics": (
+        "URL",
+        "TEXT",
+        "WIDTH",
+        "HEIGHT",
+        "similarity",
+        "punsafe",
+        "pwatermark",
+        "AESTHETIC_SCORE",
+        "hash",
+    ),
+    "laion_art": (
+        "URL",
+        "TEXT",
+        "WIDTH",
+        "HEIGHT",
+        "similarity",
+        "LANGUAGE",
+        "hash",
+        "pwatermark",
+        "punsafe",
+        "aesthetic",
+    ),
+    "aesthetics_12m_umap": (
+        "URL",
+        "TEXT",
+        "WIDTH",
+        "HEIGHT",
+        "similarity",
+        "hash",
+        "punsafe",
+        "pwatermark",
+        "aesthetic",
+        "x",
+        "y",
+    ),
+}
 WORDS = (
     "red cat sofa mountain river city night blue car old house beach dog tree sky "
     "flower portrait vintage poster logo food bread street bridge snow forest"
@@ -34,6 +86,11 @@ class CorpusSpec:
     nsfw_fraction: float = 0.03
     small_fraction: float = 0.03
     formats: tuple[str, ...] = ("parquet", "csv")  # alternated over parts
+    flavour: str = "laion400m"  # which LAION column set to write (see FLAVOURS)
+    low_aesthetic_fraction: float = 0.04
+    unsafe_fraction: float = 0.03
+    wide_fraction: float = 0.03
+    foreign_fraction: float = 0.04
     min_side: int = 96
     max_side: int = 640
 
@@ -127,6 +184,21 @@ def build_corpus(
     small = rng.choice(n, size=int(n * spec.small_fraction), replace=False)
     df.loc[small, "WIDTH"] = 32
     planted["small"] = len(small)
+    df["AESTHETIC_SCORE"] = np.round(rng.uniform(4.6, 7.5, size=n), 4)
+    df["LANGUAGE"] = "en"
+    df["x"], df["y"] = np.round(rng.normal(size=n), 4), np.round(rng.normal(size=n), 4)
+    for col, frac, value in (
+        ("AESTHETIC_SCORE", spec.low_aesthetic_fraction, 3.9),
+        ("punsafe", spec.unsafe_fraction, 0.995),
+        ("LANGUAGE", spec.foreign_fraction, "de"),
+    ):
+        idx = rng.choice(n, size=int(n * frac), replace=False)
+        df.loc[idx, col] = value
+        planted[col] = len(idx)
+    wide = rng.choice(n, size=int(n * spec.wide_fraction), replace=False)
+    df.loc[wide, "WIDTH"] = df.loc[wide, "HEIGHT"] * 4  # declared aspect ratio 4 (> 3)
+    planted["wide"] = len(wide)
+    df["aesthetic"] = df["AESTHETIC_SCORE"]
     # exact url+caption duplicates of earlier rows (other columns may differ, as in the wild)
     n_dup = int(n * spec.duplicate_fraction)
     src = rng.choice(n, size=n_dup, replace=False)
@@ -136,6 +208,7 @@ def build_corpus(
     df = pd.concat([df, dups], ignore_index=True)
     df = df.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
 
+    df = df[list(FLAVOURS[spec.flavour])]
     files, urls = [], []
     bounds = np.linspace(0, len(df), spec.parts + 1).astype(int)
     for part in range(spec.parts):

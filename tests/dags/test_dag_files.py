@@ -48,8 +48,16 @@ def test_laion400m_shape():
     } <= set(dag.params)
 
 
-HEAVY = ("torch", "pyspark", "img2dataset", "open_clip", "faiss", "pandas", "laionflow.jobs",
-         "laionflow.recipes")
+HEAVY = (
+    "torch",
+    "pyspark",
+    "img2dataset",
+    "open_clip",
+    "faiss",
+    "pandas",
+    "laionflow.jobs",
+    "laionflow.recipes",
+)
 PROBE = """
 import importlib.util, sys
 sys.path.insert(0, {root!r})

@@ -6,7 +6,9 @@ def test_query_command_prints_k_hits_from_the_index(pipeline):
     index_dir = f"{pipeline['recipe'].dataset_root}/index"
     out = subprocess.run(
         [sys.executable, "-m", "laionflow", "query", index_dir, "red cat", "-k", "5"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert len(lines) == 5
@@ -19,6 +21,7 @@ def test_run_command_rejects_a_part_stage_without_part(pipeline, tmp_path):
     config = write_run_config(pipeline["recipe"], "cli-test")
     out = subprocess.run(
         [sys.executable, "-m", "laionflow", "run", "download", "--config", config],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode != 0 and "needs --part" in out.stderr
