@@ -1,8 +1,9 @@
 """Build a recipe's DAG. DAG files call :func:`recipe_dag` and nothing else.
 
-Shape: plan → metadata → filter (spark-submit) → parts → estimate (stops on
-``max_output_bytes``, short-circuits a dry run) → download[part] → annotate[part] →
-embed[part] (pool ``gpu``) → index → report. Nothing here reads files or imports laionflow's
+Shape: plan → metadata_available (sensor, reschedule mode) → metadata → filter
+(spark-submit) → parts → estimate (stops on ``max_output_bytes``, short-circuits a dry run)
+→ download[part] → annotate[part] → embed[part] (pool ``gpu``) → index → report.
+Nothing here reads files or imports laionflow's
 heavy modules at parse time: the recipe is loaded and validated by ``plan`` at run time.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from operators.params import recipe_params
+from operators.sensors import MetadataAvailableSensor
 from operators.spark import LaionflowSparkSubmitOperator
 from operators.stage import LaionflowStageOperator
 
@@ -69,6 +71,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         planned = plan()
         config = planned["config_path"]
         force = planned["force"]
+        available = MetadataAvailableSensor(task_id="metadata_available", config_path=config)
         metadata = LaionflowStageOperator(
             task_id="metadata", stage="metadata", config_path=config, force=force, **NETWORK_RETRIES
         )
@@ -110,7 +113,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
             task_id="index", stage="index", config_path=config, force=force
         )
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
-        metadata >> filter_job >> part_list
+        available >> metadata >> filter_job >> part_list
         gate >> download
         download >> annotate >> embed >> index >> report
     return dag

@@ -164,3 +164,26 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     fs.write_json(layout.metadata_stats, summary)
     log.info("metadata: %d file(s), %d already present, %d bytes", len(files), skipped, total_bytes)
     return summary
+
+
+def missing_sources(recipe: Recipe, timeout: float = 30) -> list[str]:
+    """Sources not (yet) available: a HEAD that is not 2xx, or a missing local file. Used by
+    the availability sensor; a 404 is "not yet", so the sensor keeps waiting until its
+    timeout rather than failing a run whose metadata is still being published."""
+    missing = []
+    try:
+        urls = resolve_urls(recipe.metadata.urls)
+    except MetadataDownloadError as err:
+        return [str(err)]
+    for url in urls:
+        if url.startswith(("file://", "/")):
+            if not os.path.exists(url.removeprefix("file://")):
+                missing.append(url)
+            continue
+        try:
+            resp = requests.head(url, allow_redirects=True, timeout=timeout)
+            if resp.status_code >= 400:
+                missing.append(f"{url} ({resp.status_code})")
+        except requests.RequestException as err:
+            missing.append(f"{url} ({type(err).__name__})")
+    return missing

@@ -39,7 +39,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args) -> None:  # keep test output readable
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve(head=True)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve(head=False)
+
+    def _serve(self, head: bool) -> None:
+        self._head = head
         srv = self.server
         path = self.path.split("?", 1)[0]
         fault = srv.take_fault(path)
@@ -72,6 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if head:
+            return
         if fault and fault.kind == "truncate":
             self.wfile.write(body[: int(len(body) * fault.fraction)])
             self.wfile.flush()
@@ -85,7 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "_head", False):
+            self.wfile.write(body)
 
 
 class FixtureServer(ThreadingHTTPServer):

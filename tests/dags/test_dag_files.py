@@ -10,7 +10,7 @@ def test_dag_folder_parses_without_errors(airflow_db):
 
     bag = BundleDagBag(dag_folder=str(DAGS), bundle_path=str(DAGS), bundle_name="dags-folder")
     assert bag.import_errors == {}
-    assert "laion400m" in bag.dag_ids
+    assert {"laion400m", "laion2b_en_sd21"} <= set(bag.dag_ids)
 
 
 def test_laion400m_shape():
@@ -19,8 +19,10 @@ def test_laion400m_shape():
     dag = load_dag("laion400m")
     assert set(dag.task_ids) == {
         "plan",
+        "metadata_available",
         "metadata",
         "filter",
+        "estimate",
         "parts",
         "download",
         "annotate",
@@ -31,6 +33,9 @@ def test_laion400m_shape():
     t = dag.task_dict
     assert t["plan"].downstream_task_ids >= {"metadata"}
     assert t["filter"].upstream_task_ids == {"metadata", "plan"}
+    assert t["metadata_available"].mode == "reschedule"
+    assert t["metadata_available"].downstream_task_ids == {"metadata"}
+    assert t["download"].upstream_task_ids == {"plan", "parts", "estimate"}
     assert "parts" in t["filter"].downstream_task_ids
     assert t["embed"].pool == "gpu" and t["filter"].pool == "spark"
     for name in ("metadata", "download"):

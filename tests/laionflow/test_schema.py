@@ -46,3 +46,46 @@ def test_override_maps_an_odd_column_and_rejects_unknown_targets():
 def test_two_columns_for_one_canonical_name_is_an_error():
     with pytest.raises(SchemaError, match="both map to 'caption'"):
         column_mapping(["url", "TEXT", "caption"])
+
+
+@pytest.mark.parametrize(
+    "flavour", ["laion400m", "laion2b_aesthetics", "laion_art", "aesthetics_12m_umap"]
+)
+def test_every_known_laion_column_set_normalises(flavour):
+    from laionflow.testing.corpus import FLAVOURS
+
+    mapping = column_mapping(FLAVOURS[flavour])
+    canonical = set(mapping.values())
+    assert {"url", "caption", "width", "height", "similarity"} <= canonical
+    if flavour != "laion400m":
+        assert "aesthetic" in canonical and "punsafe" in canonical
+    if flavour == "laion_art":
+        assert "language" in canonical
+    lower = column_mapping([c.lower() for c in FLAVOURS[flavour]])  # the csv spellings
+    assert set(lower.values()) == canonical
+
+
+def test_laion_art_language_rule_keeps_english_only(spark, tmp_path):
+    import pandas as pd
+
+    from laionflow.jobs.filter import run_spark
+    from laionflow.recipes import load_recipe
+    from laionflow.testing.corpus import CorpusSpec, build_corpus
+
+    corpus = build_corpus(
+        tmp_path / "fx",
+        "http://127.0.0.1:9",
+        CorpusSpec(rows=120, parts=1, seed=5, flavour="laion_art"),
+    )
+    raw = tmp_path / "laion2b_en_sd21" / "metadata" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "p.parquet").write_bytes(open(corpus.metadata_files[0], "rb").read())
+    recipe = load_recipe(
+        "laion2b_en_sd21",
+        {"root": str(tmp_path), "filter.num_parts": 1},
+        {"min_width": 0, "min_height": 0},
+    )
+    stats = run_spark(spark, recipe)
+    kept = pd.read_parquet(tmp_path / "laion2b_en_sd21/metadata/filtered/part-00000.parquet")
+    assert stats["filtered"].get("language", 0) > 0
+    assert set(kept["language"]) == {"en"}
