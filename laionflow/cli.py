@@ -44,6 +44,34 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.root, rows=args.rows, parts=args.parts)
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from laionflow.backfill import api_from_env, backfill, parse_parts
+    from laionflow.plan import resolve
+
+    conf = json.loads(args.conf) if args.conf else {}
+    recipe = resolve(args.dag_id, {k: v for k, v in conf.items() if k != "part_ids"})
+    api = api_from_env(args.url)
+    run_ids = backfill(
+        api,
+        args.dag_id,
+        parse_parts(args.parts),
+        recipe.dataset_root,
+        conf,
+        force=args.force,
+        chunk=args.chunk,
+    )
+    if not run_ids:
+        print("nothing to do: every requested part is complete (use --force to redo)")
+    for run_id in run_ids:
+        print(run_id)
+    if args.wait:
+        states = {r: api.wait(args.dag_id, r) for r in run_ids}
+        for run_id, state in states.items():
+            print(f"{run_id}: {state}")
+        return 0 if all(s == "success" for s in states.values()) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="laionflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--image", help="query with an image file instead of text")
     q.add_argument("-k", type=int, default=5)
     q.set_defaults(func=_query)
+
+    bf = sub.add_parser("backfill", help="trigger runs for part ids through the REST API")
+    bf.add_argument("dag_id")
+    bf.add_argument("--parts", required=True, help="e.g. 3-7,12")
+    bf.add_argument("--force", action="store_true", help="also redo complete parts")
+    bf.add_argument("--chunk", type=int, default=1, help="parts per run (default 1)")
+    bf.add_argument("--conf", help="extra run conf as JSON (same keys as the trigger form)")
+    bf.add_argument("--url", help="Airflow API URL (default $LAIONFLOW_AIRFLOW_URL or :8080)")
+    bf.add_argument("--wait", action="store_true", help="wait for the runs and report states")
+    bf.set_defaults(func=_backfill)
 
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -22,9 +22,10 @@ def dags_folder() -> Path:
     return folder
 
 
-def configure(home: Path, spark_master: str = "local[*]") -> dict[str, str]:
+def environment(home: Path, spark_master: str = "local[*]") -> dict[str, str]:
+    """The embedded default's settings for an Airflow home, as environment variables."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {
+    return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -41,6 +42,11 @@ def configure(home: Path, spark_master: str = "local[*]") -> dict[str, str]:
         "WANDB_MODE": "disabled",
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     }
+
+
+def configure(home: Path, spark_master: str = "local[*]") -> dict[str, str]:
+    """Apply :func:`environment` to this process (before anything imports Airflow)."""
+    env = environment(home, spark_master)
     os.environ.update(env)
     return env
 
@@ -49,12 +55,13 @@ def airflow_bin() -> str:
     return os.path.join(os.path.dirname(sys.executable), "airflow")
 
 
-def migrate(home: Path) -> None:
+def migrate(home: Path, env: dict[str, str] | None = None) -> None:
     """Create/upgrade the SQLite metadata DB (once per home) and the ``gpu``/``spark`` pools."""
     stamp = home / ".laionflow-db-ready"
     if stamp.exists():
         return
-    subprocess.run([airflow_bin(), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    env = env or {**os.environ, **environment(home)}
+    subprocess.run([airflow_bin(), "db", "migrate"], check=True, stdout=subprocess.DEVNULL, env=env)
     for name, slots, desc in (
         ("gpu", 1, "CLIP inference: one slot per GPU"),
         ("spark", 2, "Spark jobs submitted at once"),
@@ -63,6 +70,7 @@ def migrate(home: Path) -> None:
             [airflow_bin(), "pools", "set", name, str(slots), desc],
             check=True,
             stdout=subprocess.DEVNULL,
+            env=env,
         )
     stamp.touch()
 

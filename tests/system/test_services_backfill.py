@@ -1,0 +1,86 @@
+"""The real Airflow services on 127.0.0.1: ``laionflow backfill`` triggers part runs through
+the REST API, the scheduler runs them with the LocalExecutor, a repeat call does nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from laionflow import fs
+from laionflow.testing.airflow_services import AirflowServices
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    with AirflowServices(tmp_path_factory.mktemp("airflow-services")) as svc:
+        yield svc
+    assert all(p.poll() is not None for p in svc.procs.values())  # every process stopped
+
+
+def _backfill(services, conf, *extra):
+    env = {
+        **os.environ,
+        "LAIONFLOW_AIRFLOW_URL": services.url,
+        "LAIONFLOW_AIRFLOW_USER": services.user,
+        "LAIONFLOW_AIRFLOW_PASSWORD": services.password,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "laionflow",
+        "backfill",
+        "laion2b_en_sd21",
+        "--parts",
+        "2-3",
+        "--chunk",
+        "2",
+        "--conf",
+        json.dumps(conf),
+        "--wait",
+        *extra,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_api_requires_a_token(services):
+    assert requests.get(f"{services.url}/api/v2/dags", timeout=10).status_code == 401
+
+
+def test_backfill_runs_exactly_the_requested_parts_once(
+    services, sd21_corpus, checkpoint, tmp_path
+):
+    conf = {
+        "root": str(tmp_path),
+        "metadata_urls": sd21_corpus.metadata_urls,
+        "num_parts": 4,
+        "processes": 1,
+        "threads": 8,
+        "image_size": 64,
+        "clip_model": "laionflow-tiny",
+        "clip_pretrained": checkpoint,
+        "device": "cpu",
+        "overrides": {
+            "download.number_sample_per_shard": 50,
+            "clip.num_workers": 0,
+            "index.max_index_memory_usage": "64M",
+            "index.current_memory_available": "1G",
+        },
+    }
+    first = _backfill(services, conf)
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = first.stdout.splitlines()
+    run_ids = [line for line in lines if line.startswith("parts__") and ":" not in line]
+    assert len(run_ids) == 1 and f"{run_ids[0]}: success" in lines
+    root = tmp_path / "laion2b_en_sd21"
+    produced = sorted(p.name for p in (root / "images").iterdir() if p.is_dir())
+    assert produced == ["part_00002", "part_00003"]
+    led = fs.read_json(f"{root}/summary.json")["ledger"]
+    assert led["balanced"] and led["not_selected"] > 0
+
+    second = _backfill(services, conf)
+    assert second.returncode == 0
+    assert "nothing to do" in second.stdout
+    assert not [line for line in second.stdout.splitlines() if line.startswith("parts__")]
