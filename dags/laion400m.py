@@ -4,5 +4,7 @@ metadata → Spark dedup → img2dataset → annotations → CLIP → autofaiss 
 """
 
 from operators.recipe_dag import recipe_dag
+from operators.repair_dag import refresh_dag
 
 dag = recipe_dag("laion400m")
+refresh = refresh_dag("laion400m")

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
+from operators.assets import asset
 from operators.params import recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.spark import LaionflowSparkSubmitOperator
@@ -77,6 +78,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         )
         filter_job = LaionflowSparkSubmitOperator(
             task_id="filter",
+            outlets=[asset(recipe, "filtered_metadata")],
             job="filter_dedup.py",
             conn_id="spark_default",
             pool="spark",
@@ -94,6 +96,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         ).expand(part=part_list)
         annotate = LaionflowStageOperator.partial(
             task_id="annotate",
+            outlets=[asset(recipe, "shards")],
             stage="annotate",
             config_path=config,
             force=force,
@@ -101,6 +104,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         ).expand(part=part_list)
         embed = LaionflowStageOperator.partial(
             task_id="embed",
+            outlets=[asset(recipe, "embeddings")],
             stage="embed",
             config_path=config,
             force=force,
@@ -110,7 +114,11 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
             retry_exponential_backoff=True,
         ).expand(part=part_list)
         index = LaionflowStageOperator(
-            task_id="index", stage="index", config_path=config, force=force
+            task_id="index",
+            outlets=[asset(recipe, "index")],
+            stage="index",
+            config_path=config,
+            force=force,
         )
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
         available >> metadata >> filter_job >> part_list

@@ -115,3 +115,56 @@ def test_outputs_follow_the_documented_layout(dag_run):
         stats
     )
     assert pd.read_parquet(root / "metadata/filtered/part-00000.parquet")["url"].is_unique
+
+
+# --- the repair DAG, on this module's dataset (kept last: it damages and repairs it) ---------
+
+
+def _repair(root):
+    from laionflow.embedded import load_dag
+
+    run = load_dag("laionflow_repair").test(
+        run_conf={"recipes": ["laion400m"], "root": str(root.parent)}
+    )
+    return run, {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_repair_with_nothing_to_repair_succeeds_and_skips(dag_run):
+    _, root = dag_run
+    run, states = _repair(root)
+    assert str(run.state) == "success"
+    assert states[("scan", -1)] == "success"
+    assert all(s == "skipped" for k, s in states.items() if k[0] in ("download", "publish"))
+
+
+def test_repair_redoes_only_the_missing_shard_and_publishes_an_asset_event(dag_run):
+    from airflow import settings
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    _, root = dag_run
+    before = fs.read_json(f"{root}/images/part_00001_summary.json")
+    tars = sorted((root / "images").glob("part_*/*.tar"))
+    sums = {t: _sha(t) for t in tars}
+    (root / "images" / "part_00001" / "00000_stats.json").unlink()
+    (root / "images" / "part_00001_summary.json").unlink()
+    run, states = _repair(root)
+    assert str(run.state) == "success", states
+    assert [k for k in states if k[0] == "download"] == [("download", 0)]
+    after = fs.read_json(f"{root}/images/part_00001_summary.json")
+    assert after["successes"] == before["successes"] and after["failed"] == before["failed"]
+    changed = [t for t in tars if _sha(t) != sums[t]]
+    assert all(t.parent.name == "part_00001" and t.name == "00000.tar" for t in changed)
+    with settings.Session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "laionflow://laion400m/repairs")
+        ).all()
+    assert events and events[-1].extra["parts"] == [1]

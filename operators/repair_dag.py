@@ -1,0 +1,145 @@
+"""The scheduled repair DAG and the per-recipe refresh DAGs it feeds through Assets.
+
+``laionflow_repair`` (daily by default, ``$LAIONFLOW_REPAIR_SCHEDULE``): for each recipe's
+dataset, finds incomplete parts, re-runs their download (only the missing shards) and
+annotations, and attaches a ``<recipe>.repairs`` Asset event per repaired recipe.
+``<recipe>_refresh`` is scheduled on that Asset: it recomputes embeddings of the repaired
+parts, then the index and the report. With nothing to repair, the mapped tasks are skipped and
+the run succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+from operators.assets import RECIPES, REPAIRS_ALIAS, asset
+from operators.stage import LaionflowStageOperator
+
+MAP_INDEX = "part_{{ '%05d' % (task.part | int) }}"
+
+
+def repair_dag() -> DAG:
+    params = {
+        "recipes": Param(
+            list(RECIPES),
+            type="array",
+            title="Recipes",
+            description_md="Recipes whose datasets are scanned.",
+            items={"type": "string", "enum": list(RECIPES)},
+        ),
+        "root": Param(
+            None,
+            type=["null", "string"],
+            title="Dataset root",
+            description_md="Parent folder of the datasets; empty: each recipe's.",
+        ),
+    }
+    with DAG(
+        dag_id="laionflow_repair",
+        schedule=os.environ.get("LAIONFLOW_REPAIR_SCHEDULE", "@daily"),
+        catchup=False,
+        max_active_runs=1,
+        params=params,
+        tags=["laionflow", "repair"],
+        doc_md=__doc__,
+    ) as dag:
+
+        @task(task_id="scan", retries=0)
+        def scan(**context: Any) -> list[dict]:
+            from laionflow.recipes import load_recipe
+            from laionflow.repair import incomplete_parts, latest_run_config
+
+            targets = []
+            for recipe in context["params"]["recipes"]:
+                root = context["params"]["root"]
+                dataset_root = load_recipe(recipe, {"root": root}).dataset_root
+                config_path = latest_run_config(dataset_root)
+                if config_path is None:
+                    continue  # the recipe never ran here
+                for part in incomplete_parts(dataset_root):
+                    targets.append({"config_path": config_path, "part": part})
+            return targets
+
+        targets = scan()
+        download = LaionflowStageOperator.partial(
+            task_id="download",
+            stage="download",
+            map_index_template=MAP_INDEX,
+            retries=3,
+            retry_exponential_backoff=True,
+        ).expand_kwargs(targets)
+        annotate = LaionflowStageOperator.partial(
+            task_id="annotate",
+            stage="annotate",
+            map_index_template=MAP_INDEX,
+        ).expand_kwargs(targets)
+
+        @task(task_id="publish", outlets=[REPAIRS_ALIAS])
+        def publish(targets: list[dict], *, outlet_events: Any = None) -> dict:
+            from laionflow.recipes import resolve
+
+            by_config: dict[str, list[int]] = {}
+            for t in targets:
+                by_config.setdefault(t["config_path"], []).append(t["part"])
+            out = {}
+            for config_path, parts in by_config.items():
+                name = resolve(config_path).name
+                outlet_events[REPAIRS_ALIAS].add(
+                    asset(name, "repairs"), extra={"config_path": config_path, "parts": parts}
+                )
+                out[name] = parts
+            return out
+
+        download >> annotate >> publish(targets)
+    return dag
+
+
+def refresh_dag(recipe: str) -> DAG:
+    with DAG(
+        dag_id=f"{recipe}_refresh",
+        schedule=[asset(recipe, "repairs")],
+        catchup=False,
+        max_active_runs=1,
+        tags=["laionflow", recipe],
+        params={
+            "config_path": Param(None, type=["null", "string"]),
+            "parts": Param(None, type=["null", "array"]),
+        },
+        doc_md=f"Re-embed, re-index and re-report **{recipe}** after a repair.",
+    ) as dag:
+
+        @task(task_id="targets", retries=0)
+        def targets(**context: Any) -> list[dict]:
+            """Parts named by the triggering repairs events (or by the Params, when manual)."""
+            found: dict[str, set[int]] = {}
+            for events in context["triggering_asset_events"].values():
+                for event in events:
+                    found.setdefault(event.extra["config_path"], set()).update(event.extra["parts"])
+            if not found and context["params"]["config_path"]:
+                found[context["params"]["config_path"]] = set(context["params"]["parts"] or [])
+            return [{"config_path": c, "part": p} for c, ps in found.items() for p in sorted(ps)]
+
+        @task(task_id="config", retries=0)
+        def config(targets: list[dict]) -> str | None:
+            return targets[0]["config_path"] if targets else None
+
+        t = targets()
+        embed = LaionflowStageOperator.partial(
+            task_id="embed",
+            stage="embed",
+            force=True,
+            pool="gpu",
+            queue=os.environ.get("LAIONFLOW_GPU_QUEUE", "default"),
+            map_index_template=MAP_INDEX,
+            outlets=[asset(recipe, "embeddings")],
+        ).expand_kwargs(t)
+        cfg = config(t)
+        index = LaionflowStageOperator(
+            task_id="index", stage="index", config_path=cfg, outlets=[asset(recipe, "index")]
+        )
+        report = LaionflowStageOperator(task_id="report", stage="report", config_path=cfg)
+        embed >> index >> report
+    return dag
