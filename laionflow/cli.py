@@ -7,7 +7,16 @@ import json
 import logging
 import sys
 
-STAGES = ("metadata", "filter", "download", "annotate", "embed", "index", "report")
+#: stage name -> (module, function); every function is ``f(recipe, [part], force) -> dict``
+STAGES = {
+    **{
+        s: (f"laionflow.jobs.{s}", "run")
+        for s in ("metadata", "filter", "download", "annotate", "embed", "index", "report")
+    },
+    "pack_fetch": ("laionflow.jobs.packs", "fetch"),
+    "pack_extract": ("laionflow.jobs.packs", "extract"),
+    "pack_index": ("laionflow.jobs.packs", "index"),
+}
 
 
 def _run_stage(args: argparse.Namespace) -> int:
@@ -16,13 +25,14 @@ def _run_stage(args: argparse.Namespace) -> int:
     from laionflow import recipes
 
     recipe = recipes.resolve(args.config)
-    module = importlib.import_module(f"laionflow.jobs.{args.stage}")
+    module_name, func_name = STAGES[args.stage]
+    func = getattr(importlib.import_module(module_name), func_name)
     kwargs = {"force": args.force}
     if args.stage in ("download", "annotate", "embed"):
         if args.part is None:
             raise SystemExit(f"stage {args.stage} needs --part")
         kwargs["part"] = args.part
-    summary = module.run(recipe, **kwargs)
+    summary = func(recipe, **kwargs)
     if args.summary_out:
         with open(args.summary_out, "w") as fh:
             json.dump(summary, fh, default=str)
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one stage on a resolved run config")
-    run.add_argument("stage", choices=STAGES)
+    run.add_argument("stage", choices=sorted(STAGES))
     run.add_argument("--config", required=True, help="run config JSON (written by the plan task)")
     run.add_argument("--part", type=int)
     run.add_argument("--force", action="store_true")

@@ -19,8 +19,9 @@ from tests.helpers import small_overrides
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="laionflow-tests-"))
 embedded.configure(_SESSION_TMP / "airflow", spark_master="local[2]")
 os.environ["LAIONFLOW_SHUFFLE_PARTITIONS"] = "4"
-# nothing in the tests may reach a hub: fail loudly instead of downloading
-os.environ["HF_HUB_OFFLINE"] = "1"
+# nothing in the tests may reach the real Hub: its default endpoint is a closed loopback port;
+# tests that use the Hub emulation pass the fixture server's URL explicitly
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")

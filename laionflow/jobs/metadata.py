@@ -47,14 +47,15 @@ def resolve_urls(urls: list[str]) -> list[str]:
         owner, name, *rest = url[len("hf://datasets/") :].split("/")
         pattern = "/".join(rest) or "*"
         repo = f"{owner}/{name}"
+        endpoint = os.environ.get("HF_ENDPOINT")  # mirrors, and loopback in tests
         files = sorted(
             f
-            for f in HfApi().list_repo_files(repo, repo_type="dataset")
+            for f in HfApi(endpoint=endpoint).list_repo_files(repo, repo_type="dataset")
             if fnmatch.fnmatch(f, pattern)
         )
         if not files:
             raise MetadataDownloadError(f"{url}: no file in dataset {repo} matches {pattern!r}")
-        out.extend(hf_hub_url(repo, f, repo_type="dataset") for f in files)
+        out.extend(hf_hub_url(repo, f, repo_type="dataset", endpoint=endpoint) for f in files)
     return out
 
 

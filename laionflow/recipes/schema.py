@@ -136,6 +136,20 @@ class IndexConfig(_Strict):
     min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
 
 
+class PrepackagedSource(_Strict):
+    """Tar packs and an index file in a Hugging Face dataset repo (laion6m's distribution)."""
+
+    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    revision: str = "main"
+    endpoint: str | None = Field(default=None, description="Hub URL; default $HF_ENDPOINT")
+    packs: str = "raw/*.tar"
+    extra_packs: list[str] = Field(default_factory=lambda: ["captions/*.tar"])
+    index_file: str = "data.json"
+    workers: int = Field(default=4, ge=1)
+    start: int | None = Field(default=None, ge=0, description="first pack (sorted), inclusive")
+    end: int | None = Field(default=None, ge=0, description="last pack, exclusive")
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
@@ -149,9 +163,17 @@ class Recipe(_Strict):
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    source: Literal["rederive", "prepackaged"] = "rederive"
+    prepackaged: PrepackagedSource | None = None
     part_ids: list[int] | None = Field(
         default=None, description="restrict download and later stages to these parts"
     )
+
+    @model_validator(mode="after")
+    def _prepackaged_needs_a_source(self) -> Recipe:
+        if self.source == "prepackaged" and self.prepackaged is None:
+            raise ValueError("source=prepackaged needs a `prepackaged` section (repo, packs...)")
+        return self
 
     @property
     def dataset_root(self) -> str:

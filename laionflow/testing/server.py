@@ -11,6 +11,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+HF_COMMIT = "0" * 40  # the one revision every emulated Hugging Face repo has
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".png": "image/png",
@@ -49,6 +50,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._head = head
         srv = self.server
         path = self.path.split("?", 1)[0]
+        if path.startswith("/api/datasets/") and "/tree/" in path:
+            self._hf_tree(path)
+            return
+        if path.startswith("/datasets/") and "/resolve/" in path:
+            # Hugging Face "resolve" URL -> the file under hf/<owner>/<name>/, with the headers
+            # huggingface_hub reads (commit, etag)
+            repo, _, rest = path[len("/datasets/") :].partition("/resolve/")
+            path = f"/hf/{repo}/{rest.partition('/')[2]}"
+            self._hf_repo = repo
         fault = srv.take_fault(path)
         if fault and fault.kind == "status":
             self._plain(fault.status)
@@ -78,6 +88,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
+        if getattr(self, "_hf_repo", None):
+            import hashlib
+
+            self.send_header("X-Repo-Commit", HF_COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
         self.end_headers()
         if head:
             return
@@ -87,6 +102,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(body)
+
+    def _hf_tree(self, path: str) -> None:
+        """``/api/datasets/OWNER/NAME/tree/REV``: every file of ``hf/OWNER/NAME/``."""
+        import hashlib
+        import json
+
+        repo = path[len("/api/datasets/") :].split("/tree/")[0]
+        base = (self.server.root / "hf" / repo).resolve()
+        if self.server.root not in base.parents or not base.is_dir():
+            self._plain(404)
+            return
+        files = [
+            {
+                "type": "file",
+                "path": p.relative_to(base).as_posix(),
+                "size": p.stat().st_size,
+                "oid": hashlib.sha1(p.read_bytes()).hexdigest(),
+            }
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        ]
+        body = json.dumps(files).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not self._head:
+            self.wfile.write(body)
 
     def _plain(self, code: int) -> None:
         body = HTTPStatus(code).phrase.encode()
