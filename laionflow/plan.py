@@ -26,6 +26,10 @@ PARAM_FIELDS: dict[str, str] = {
     "clip_model": "clip.model",
     "clip_pretrained": "clip.pretrained",
     "device": "clip.device",
+    "source": "source",
+    "pack_start": "prepackaged.start",
+    "pack_end": "prepackaged.end",
+    "extract_workers": "prepackaged.workers",
 }
 #: threshold Params -> the recipe rules whose value they set
 THRESHOLD_RULES: dict[str, tuple[str, ...]] = {
@@ -80,6 +84,7 @@ def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any
         "config_path": write_run_config(recipe, run_id),
         "dataset_root": recipe.dataset_root,
         "run_dir": Layout(recipe.dataset_root).run_dir(run_id),
+        "source": recipe.source,
         "force": bool(params.get("force")),
         "dry_run": bool(params.get("dry_run")),
         "max_output_bytes": params.get("max_output_bytes"),

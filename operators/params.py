@@ -6,6 +6,45 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 
+def prepackaged_params() -> dict[str, Param]:
+    """Extra Params of recipes distributed as tar packs (laion6m)."""
+    return {
+        "source": Param(
+            "rederive",
+            type="string",
+            title="Source",
+            enum=["rederive", "prepackaged"],
+            description_md="`prepackaged`: fetch and extract the published tar packs; "
+            "`rederive`: filter the metadata and download the images.",
+            section="Where",
+        ),
+        "pack_start": Param(
+            None,
+            type=["null", "integer"],
+            title="First pack",
+            minimum=0,
+            description_md="Extract packs from this index (sorted), inclusive.",
+            section="Where",
+        ),
+        "pack_end": Param(
+            None,
+            type=["null", "integer"],
+            title="End pack",
+            minimum=0,
+            description_md="...up to this index, exclusive.",
+            section="Where",
+        ),
+        "extract_workers": Param(
+            None,
+            type=["null", "integer"],
+            title="Extraction workers",
+            minimum=1,
+            description_md="Parallel extraction processes.",
+            section="Where",
+        ),
+    }
+
+
 def recipe_params() -> dict[str, Param]:
     def p(default, types, title, description_md, section, **schema):
         return Param(

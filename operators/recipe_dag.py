@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from operators.assets import asset
-from operators.params import recipe_params
+from operators.params import prepackaged_params, recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.spark import LaionflowSparkSubmitOperator
 from operators.stage import LaionflowStageOperator
@@ -30,7 +30,12 @@ NETWORK_RETRIES = {
 }
 
 
-def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
+def recipe_dag(
+    recipe: str, *, schedule: Any = None, prepackaged: bool = False, **dag_kwargs: Any
+) -> DAG:
+    """``prepackaged=True`` adds the tar-pack path (fetch → extract → index), chosen at
+    trigger time by the ``source`` Param."""
+    params = {**recipe_params(), **(prepackaged_params() if prepackaged else {})}
     dag_kwargs.setdefault("tags", ["laionflow", recipe])
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(
@@ -42,7 +47,7 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         dag_id=recipe,
         schedule=schedule,
         catchup=False,
-        params=recipe_params(),
+        params=params,
         default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
         **dag_kwargs,
     ) as dag:
@@ -122,6 +127,32 @@ def recipe_dag(recipe: str, *, schedule: Any = None, **dag_kwargs: Any) -> DAG:
         )
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
         available >> metadata >> filter_job >> part_list
+        if prepackaged:
+            _prepackaged_branch(recipe, planned, available)
         gate >> download
         download >> annotate >> embed >> index >> report
     return dag
+
+
+def _prepackaged_branch(recipe: str, planned: Any, available: Any) -> None:
+    """source=prepackaged: pack_fetch → pack_extract → pack_index; else the standard chain."""
+
+    @task.branch(task_id="source", retries=0)
+    def source(planned: dict) -> str:
+        return "pack_fetch" if planned["source"] == "prepackaged" else "metadata_available"
+
+    config, force = planned["config_path"], planned["force"]
+    fetch = LaionflowStageOperator(
+        task_id="pack_fetch", stage="pack_fetch", config_path=config, force=force, **NETWORK_RETRIES
+    )
+    extract = LaionflowStageOperator(
+        task_id="pack_extract", stage="pack_extract", config_path=config, force=force
+    )
+    index = LaionflowStageOperator(
+        task_id="pack_index",
+        stage="pack_index",
+        config_path=config,
+        outlets=[asset(recipe, "shards")],
+    )
+    source(planned) >> [available, fetch]
+    fetch >> extract >> index

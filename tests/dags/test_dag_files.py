@@ -10,7 +10,7 @@ def test_dag_folder_parses_without_errors(airflow_db):
 
     bag = BundleDagBag(dag_folder=str(DAGS), bundle_path=str(DAGS), bundle_name="dags-folder")
     assert bag.import_errors == {}
-    assert {"laion400m", "laion2b_en_sd21"} <= set(bag.dag_ids)
+    assert {"laion400m", "laion2b_en_sd21", "laion6m", "laionflow_repair"} <= set(bag.dag_ids)
 
 
 def test_laion400m_shape():
