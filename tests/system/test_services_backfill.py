@@ -84,3 +84,17 @@ def test_backfill_runs_exactly_the_requested_parts_once(
     assert second.returncode == 0
     assert "nothing to do" in second.stdout
     assert not [line for line in second.stdout.splitlines() if line.startswith("parts__")]
+
+
+def test_invalid_trigger_input_is_rejected_with_the_reason(services):
+    from laionflow.backfill import AirflowApi
+
+    api = AirflowApi(services.url, username=services.user, password=services.password)
+    for conf, field in (({"image_size": "big"}, "image_size"),
+                        ({"output_format": "zip"}, "output_format"),
+                        ({"max_punsafe": 3}, "max_punsafe")):
+        resp = requests.post(f"{services.url}/api/v2/dags/laion400m/dagRuns",
+                             json={"logical_date": None, "conf": conf},
+                             headers=api._headers(), timeout=30)
+        assert resp.status_code == 400, resp.text
+        assert field in resp.text
