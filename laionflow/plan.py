@@ -23,6 +23,7 @@ PARAM_FIELDS: dict[str, str] = {
     "output_format": "download.output_format",
     "processes": "download.processes",
     "threads": "download.threads",
+    "ssl_verify": "download.ssl_verify",
     "clip_model": "clip.model",
     "clip_pretrained": "clip.pretrained",
     "device": "clip.device",

@@ -132,6 +132,14 @@ def recipe_params() -> dict[str, Param]:
             "Images",
             minimum=1,
         ),
+        "ssl_verify": p(
+            None,
+            ["null", "boolean"],
+            "Verify TLS certificates",
+            "Set to false to skip certificate checks (the SD 2.1 guide's patch "
+            "for hosts with broken chains). Logged loudly when off.",
+            "Images",
+        ),
         "clip_model": p(
             None,
             ["null", "string"],

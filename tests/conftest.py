@@ -113,6 +113,7 @@ def umap_corpus(fixture_server, session_tmp: Path):
     """laion-aesthetics-12m-umap column set (for laion6m's re-derive path)."""
     from laionflow.testing.corpus import CorpusSpec, build_corpus
 
-    spec = CorpusSpec(rows=200, parts=2, seed=13, flavour="aesthetics_12m_umap", max_side=300,
-                      wide_fraction=0.06)
+    spec = CorpusSpec(
+        rows=200, parts=2, seed=13, flavour="aesthetics_12m_umap", max_side=300, wide_fraction=0.06
+    )
     return build_corpus(session_tmp / "fixture" / "umap", f"{fixture_server.base_url}/umap", spec)

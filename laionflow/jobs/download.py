@@ -10,6 +10,7 @@ published atomically and is this stage's done marker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -43,9 +44,40 @@ class IncompletePartError(RuntimeError):
 def _quiet_environment() -> None:
     # albumentations (imported by img2dataset) phones home on import unless told not to
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@contextlib.contextmanager
+def _tls_verification(verify: bool, part: int):
+    """With ``verify=False`` (recipe switch ``download.ssl_verify``), certificate checks are
+    skipped in this process and in img2dataset's spawned workers, loudly; the environment is
+    restored afterwards."""
+    if verify:
+        yield
+        return
+    import ssl
+
+    log.warning("!" * 72)
+    log.warning(
+        "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
+    )
+    log.warning("!" * 72)
+    saved = {k: os.environ.get(k) for k in ("LAIONFLOW_INSECURE_SSL", "PYTHONPATH")}
+    hook = os.path.join(os.path.dirname(os.path.dirname(__file__)), "insecure_ssl")
+    os.environ["LAIONFLOW_INSECURE_SSL"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (hook, saved["PYTHONPATH"]) if p)
+    default_context = ssl._create_default_https_context
+    ssl._create_default_https_context = ssl._create_unverified_context
+    try:
+        yield
+    finally:
+        ssl._create_default_https_context = default_context
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def reason_of(error_message: str | None) -> str:
@@ -134,45 +166,36 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if force:
         fs.rm(out, recursive=True)
     _quiet_environment()
-    if not recipe.download.ssl_verify:
-        log.warning("!" * 72)
-        log.warning(
-            "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
-        )
-        log.warning("!" * 72)
-        os.environ["LAIONFLOW_INSECURE_SSL"] = "1"
-        import ssl
-
-        ssl._create_default_https_context = ssl._create_unverified_context
     from img2dataset import download
 
     opts = recipe.download
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    download(
-        url_list=src,
-        input_format="parquet",
-        url_col="url",
-        caption_col="caption",
-        save_additional_columns=extra,
-        output_folder=out,
-        output_format=opts.output_format,
-        image_size=opts.image_size,
-        resize_mode=opts.resize_mode,
-        resize_only_if_bigger=opts.resize_only_if_bigger,
-        skip_reencode=opts.skip_reencode,
-        encode_format=opts.encode_format,
-        number_sample_per_shard=opts.number_sample_per_shard,
-        processes_count=opts.processes,
-        thread_count=opts.threads,
-        timeout=opts.timeout_s,
-        retries=opts.retries,
-        user_agent_token=opts.user_agent_token,
-        disallowed_header_directives=opts.disallowed_header_directives,
-        distributor="multiprocessing",
-        incremental_mode="incremental",
-        enable_wandb=False,
-    )
+    with _tls_verification(recipe.download.ssl_verify, part):
+        download(
+            url_list=src,
+            input_format="parquet",
+            url_col="url",
+            caption_col="caption",
+            save_additional_columns=extra,
+            output_folder=out,
+            output_format=opts.output_format,
+            image_size=opts.image_size,
+            resize_mode=opts.resize_mode,
+            resize_only_if_bigger=opts.resize_only_if_bigger,
+            skip_reencode=opts.skip_reencode,
+            encode_format=opts.encode_format,
+            number_sample_per_shard=opts.number_sample_per_shard,
+            processes_count=opts.processes,
+            thread_count=opts.threads,
+            timeout=opts.timeout_s,
+            retries=opts.retries,
+            user_agent_token=opts.user_agent_token,
+            disallowed_header_directives=opts.disallowed_header_directives,
+            distributor="multiprocessing",
+            incremental_mode="incremental",
+            enable_wandb=False,
+        )
     counts = tally(out)
     if counts["count"] != expected:
         raise IncompletePartError(

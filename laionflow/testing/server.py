@@ -147,8 +147,18 @@ class FixtureServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, root: str | os.PathLike, port: int = 0) -> None:
+    def __init__(
+        self, root: str | os.PathLike, port: int = 0, tls: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
+        self.scheme = "http"
+        if tls:  # (certfile, keyfile): serve HTTPS
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.root = Path(root).resolve()
         self.faults: dict[str, Fault] = {}
         self.hits: dict[str, int] = {}
@@ -158,7 +168,7 @@ class FixtureServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def take_fault(self, path: str) -> Fault | None:
         with self._lock:

@@ -90,11 +90,16 @@ def test_invalid_trigger_input_is_rejected_with_the_reason(services):
     from laionflow.backfill import AirflowApi
 
     api = AirflowApi(services.url, username=services.user, password=services.password)
-    for conf, field in (({"image_size": "big"}, "image_size"),
-                        ({"output_format": "zip"}, "output_format"),
-                        ({"max_punsafe": 3}, "max_punsafe")):
-        resp = requests.post(f"{services.url}/api/v2/dags/laion400m/dagRuns",
-                             json={"logical_date": None, "conf": conf},
-                             headers=api._headers(), timeout=30)
+    for conf, field in (
+        ({"image_size": "big"}, "image_size"),
+        ({"output_format": "zip"}, "output_format"),
+        ({"max_punsafe": 3}, "max_punsafe"),
+    ):
+        resp = requests.post(
+            f"{services.url}/api/v2/dags/laion400m/dagRuns",
+            json={"logical_date": None, "conf": conf},
+            headers=api._headers(),
+            timeout=30,
+        )
         assert resp.status_code == 400, resp.text
         assert field in resp.text
