@@ -89,3 +89,14 @@ def write_json(path: str, data: Any) -> None:
 def read_json(path: str) -> Any:
     with open(path, "r") as fh:
         return json.load(fh)
+
+
+def newest_in_runs(dataset_root: str, name: str) -> str | None:
+    """The most recently written ``runs/<run>/<name>`` of a dataset, or None."""
+    from laionflow.layout import Layout
+
+    found = [f"{d}/{name}" for d in ls(Layout(dataset_root).runs) if exists(f"{d}/{name}")]
+    if not found:
+        return None
+    fsys, _ = filesystem(found[0])
+    return max(found, key=lambda p: fsys.modified(filesystem(p)[1]))

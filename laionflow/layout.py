@@ -78,6 +78,10 @@ class Layout:
     def summary(self) -> str:
         return self._join("summary.json")
 
+    @property
+    def runs(self) -> str:
+        return self._join("runs")
+
     def run_dir(self, run_id: str) -> str:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-        return self._join("runs", safe)
+        return posixpath.join(self.runs, safe)

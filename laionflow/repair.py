@@ -35,12 +35,4 @@ def incomplete_parts(dataset_root: str) -> list[int]:
 def latest_run_config(dataset_root: str) -> str | None:
     """The newest ``runs/<run>/config.json``: a repair must reuse the settings (shard size,
     image size...) of the run that wrote the data, not today's recipe defaults."""
-    configs = [
-        f"{d}/config.json"
-        for d in fs.ls(f"{dataset_root.rstrip('/')}/runs")
-        if fs.exists(f"{d}/config.json")
-    ]
-    if not configs:
-        return None
-    fsys, _ = fs.filesystem(configs[0])
-    return max(configs, key=lambda p: fsys.modified(fs.filesystem(p)[1]))
+    return fs.newest_in_runs(dataset_root, "config.json")

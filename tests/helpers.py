@@ -24,3 +24,35 @@ def small_overrides(root: Path, corpus, checkpoint: str, **extra) -> dict:
     }
     base.update(extra)
     return base
+
+
+def small_run_conf(root: Path, metadata_urls: list[str], checkpoint: str, **extra) -> dict:
+    """Trigger conf (the DAG Params) of a small, fast recipe run on a fixture."""
+    conf = {
+        "root": str(root),
+        "metadata_urls": metadata_urls,
+        "num_parts": 2,
+        "processes": 1,
+        "threads": 8,
+        "image_size": 64,
+        "clip_model": "laionflow-tiny",
+        "clip_pretrained": checkpoint,
+        "device": "cpu",
+        "overrides": {
+            "download.number_sample_per_shard": 50,
+            "clip.num_workers": 0,
+            "metadata.backoff_s": 0.05,
+            "index.max_index_memory_usage": "64M",
+            "index.current_memory_available": "1G",
+        },
+    }
+    conf.update(extra)
+    return conf
+
+
+def run_dag(dag_id: str, conf: dict):
+    """``dag.test()`` a DAG from the DAG folder; return the run and its task states."""
+    from laionflow.embedded import load_dag
+
+    run = load_dag(dag_id).test(run_conf=conf)
+    return run, {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}

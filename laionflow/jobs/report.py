@@ -82,15 +82,8 @@ def build_summary(recipe: Recipe) -> dict:
 
 def latest_estimate(layout: Layout) -> dict | None:
     """The storage/time estimate of the most recent run that made one."""
-    found = [
-        f"{d}/estimate.json"
-        for d in fs.ls(f"{layout.root}/runs")
-        if fs.exists(f"{d}/estimate.json")
-    ]
-    if not found:
-        return None
-    fsys, _ = fs.filesystem(found[0])
-    return fs.read_json(max(found, key=lambda p: fsys.modified(fs.filesystem(p)[1])))
+    path = fs.newest_in_runs(layout.root, "estimate.json")
+    return fs.read_json(path) if path else None
 
 
 def format_ledger(summary: dict) -> str:

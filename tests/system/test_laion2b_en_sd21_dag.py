@@ -8,36 +8,15 @@ import webdataset as wds
 from PIL import Image
 
 from laionflow import fs
+from tests.helpers import run_dag, small_run_conf
 
 
 def _conf(root, corpus, checkpoint, **extra):
-    conf = {
-        "root": str(root),
-        "metadata_urls": corpus.metadata_urls,
-        "num_parts": 2,
-        "processes": 1,
-        "threads": 8,
-        "image_size": 64,
-        "clip_model": "laionflow-tiny",
-        "clip_pretrained": checkpoint,
-        "device": "cpu",
-        "overrides": {
-            "download.number_sample_per_shard": 50,
-            "clip.num_workers": 0,
-            "metadata.backoff_s": 0.05,
-            "index.max_index_memory_usage": "64M",
-            "index.current_memory_available": "1G",
-        },
-    }
-    conf.update(extra)
-    return conf
+    return small_run_conf(root, corpus.metadata_urls, checkpoint, **extra)
 
 
 def _run(conf):
-    from laionflow.embedded import load_dag
-
-    run = load_dag("laion2b_en_sd21").test(run_conf=conf)
-    return run, {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}
+    return run_dag("laion2b_en_sd21", conf)
 
 
 @pytest.fixture(scope="module")

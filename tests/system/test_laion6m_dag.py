@@ -4,13 +4,11 @@ import pandas as pd
 
 from laionflow import fs
 from laionflow.testing.packs import build_repo
+from tests.helpers import run_dag, small_run_conf
 
 
 def _run(conf):
-    from laionflow.embedded import load_dag
-
-    run = load_dag("laion6m").test(run_conf=conf)
-    return run, {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}
+    return run_dag("laion6m", conf)
 
 
 def test_prepackaged_path_fetches_extracts_and_indexes(airflow_db, fixture_server, tmp_path):
@@ -43,26 +41,8 @@ def test_prepackaged_path_fetches_extracts_and_indexes(airflow_db, fixture_serve
 def test_rederive_path_filters_aspect_ratio_and_runs_the_pipeline(
     airflow_db, umap_corpus, checkpoint, tmp_path
 ):
-    run, states = _run(
-        {
-            "root": str(tmp_path),
-            "source": "rederive",
-            "metadata_urls": umap_corpus.metadata_urls,
-            "num_parts": 2,
-            "processes": 1,
-            "threads": 8,
-            "image_size": 64,
-            "clip_model": "laionflow-tiny",
-            "clip_pretrained": checkpoint,
-            "device": "cpu",
-            "overrides": {
-                "download.number_sample_per_shard": 64,
-                "clip.num_workers": 0,
-                "index.max_index_memory_usage": "64M",
-                "index.current_memory_available": "1G",
-            },
-        }
-    )
+    conf = small_run_conf(tmp_path, umap_corpus.metadata_urls, checkpoint, source="rederive")
+    run, states = _run(conf)
     assert str(run.state) == "success", states
     assert states[("pack_fetch", -1)] == "skipped"
     root = tmp_path / "laion6m"

@@ -11,6 +11,7 @@ import requests
 
 from laionflow import fs
 from laionflow.testing.airflow_services import AirflowServices
+from tests.helpers import small_run_conf
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +53,7 @@ def test_api_requires_a_token(services):
 def test_backfill_runs_exactly_the_requested_parts_once(
     services, sd21_corpus, checkpoint, tmp_path
 ):
-    conf = {
-        "root": str(tmp_path),
-        "metadata_urls": sd21_corpus.metadata_urls,
-        "num_parts": 4,
-        "processes": 1,
-        "threads": 8,
-        "image_size": 64,
-        "clip_model": "laionflow-tiny",
-        "clip_pretrained": checkpoint,
-        "device": "cpu",
-        "overrides": {
-            "download.number_sample_per_shard": 50,
-            "clip.num_workers": 0,
-            "index.max_index_memory_usage": "64M",
-            "index.current_memory_available": "1G",
-        },
-    }
+    conf = small_run_conf(tmp_path, sd21_corpus.metadata_urls, checkpoint, num_parts=4)
     first = _backfill(services, conf)
     assert first.returncode == 0, first.stdout + first.stderr
     lines = first.stdout.splitlines()
