@@ -29,8 +29,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     folder = layout.images_part(part)
     fmt = recipe.download.output_format
     target = layout.part_files_csv(part) if fmt == "files" else layout.part_stats_csv(part)
-    if fs.exists(target) and not force:
-        log.info("annotate %s: %s exists", part_name(part), target)
+    # always rewritten (cheap: shard parquet only), so it follows repairs of the part
     rows: list[list] = []
     total = 0
     for sid in shard_ids(folder):

@@ -157,6 +157,9 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         .write.partitionBy("_part")
         .parquet(tmp)
     )
+    for stale in fs.ls(layout.filtered_metadata):  # a forced rerun may make fewer parts
+        if os.path.basename(stale).startswith("part-") and stale.endswith(".parquet"):
+            fs.rm(stale)
     parts: dict[int, int] = {}
     for part_dir in fs.ls(tmp):
         name = os.path.basename(part_dir)

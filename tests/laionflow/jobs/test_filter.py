@@ -104,3 +104,28 @@ def test_invalid_urls_and_nan_sizes_are_counted_with_a_reason(spark, tmp_path):
     stats = run_spark(spark, recipe)
     assert stats["filtered"] == {"invalid_url": 3, "min_width": 1}
     assert stats["kept"] == 2 and stats["raw_rows"] == 6
+
+
+def test_forced_rerun_with_fewer_parts_leaves_no_stale_part(spark, tmp_path):
+    raw = tmp_path / "laion400m" / "metadata" / "raw"
+    raw.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "url": [f"http://h/{i}.jpg" for i in range(40)],
+            "caption": [f"c{i}" for i in range(40)],
+            "width": 100,
+            "height": 100,
+            "similarity": 0.5,
+        }
+    ).to_parquet(raw / "p.parquet")
+    filtered = tmp_path / "laion400m" / "metadata" / "filtered"
+    run_spark(spark, load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 4}))
+    assert len(list(filtered.glob("part-*.parquet"))) == 4
+    stats = run_spark(
+        spark, load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 2}), force=True
+    )
+    assert sorted(p.name for p in filtered.glob("part-*.parquet")) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    assert stats["kept"] == 40 == sum(len(pd.read_parquet(p)) for p in filtered.glob("part-*"))
