@@ -88,3 +88,19 @@ def test_invalid_trigger_input_is_rejected_with_the_reason(services):
         )
         assert resp.status_code == 400, resp.text
         assert field in resp.text
+
+
+def test_every_service_process_listens_on_loopback_only(services):
+    import psutil
+
+    listening = []
+    for proc in services.procs.values():
+        parent = psutil.Process(proc.pid)
+        for p in [parent, *parent.children(recursive=True)]:
+            try:
+                conns = p.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue
+            listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening, "the api-server at least must listen"
+    assert {addr.ip for addr in listening} == {"127.0.0.1"}, listening
