@@ -23,6 +23,10 @@ from laionflow.schema import CANONICAL_TYPES, SchemaError, column_mapping
 
 log = logging.getLogger(__name__)
 INVALID_URL = "invalid_url"
+#: built-in row checks, before the recipe's rules: (reason, condition a good row meets)
+EMPTY_CAPTION = "empty_caption"
+INVALID_CAPTION = "invalid_caption"  # undecodable bytes (U+FFFD after decoding)
+LONG_CAPTION = "caption_too_long"
 
 
 def raw_files(recipe: Recipe) -> list[str]:
@@ -36,8 +40,20 @@ def raw_files(recipe: Recipe) -> list[str]:
     return files
 
 
-def read_normalised(spark, path: str, overrides: dict[str, str]):
-    """One raw part as a DataFrame of canonical columns (all of them; absent ones are null)."""
+def needed_columns(recipe: Recipe) -> set[str]:
+    """Canonical columns a source must have for the recipe's rules to mean anything (a rule
+    on a missing column would silently filter every row)."""
+    needed = set()
+    for rule in recipe.filter.rules:
+        if rule.missing == "pass" or rule.op in ("!=", "not_in"):
+            continue  # nulls pass these rules: an absent column filters nothing
+        needed |= {"width", "height"} if rule.column == "aspect_ratio" else {rule.column}
+    return needed
+
+
+def read_normalised(spark, path: str, overrides: dict[str, str], needed: set[str] = frozenset()):
+    """One raw part as a DataFrame of canonical columns (all of them; absent ones are null).
+    Raises :class:`SchemaError` naming the file and column when a ``needed`` one is absent."""
     from pyspark.sql import functions as F
 
     if path.endswith(".csv") or path.endswith(".csv.gz"):
@@ -56,6 +72,12 @@ def read_normalised(spark, path: str, overrides: dict[str, str]):
     except SchemaError as err:
         raise SchemaError(f"{os.path.basename(path)}: {err}") from None
     by_canonical = {v: k for k, v in mapping.items()}
+    absent = sorted(needed - set(by_canonical))
+    if absent:
+        raise SchemaError(
+            f"{os.path.basename(path)}: the recipe's rules need column(s) {absent}, which this "
+            f"file lacks; found columns {df.columns} (map yours in the recipe's `columns`)"
+        )
     cols = []
     for name, typ in CANONICAL_TYPES.items():
         if name in by_canonical:
@@ -107,7 +129,14 @@ def reason_column(recipe: Recipe):
         & ~url.contains("\n"),
         F.lit(False),
     )
-    expr = F.when(~valid_url, F.lit(INVALID_URL))
+    url_text_ok = ~F.coalesce(F.col("url").contains("\ufffd"), F.lit(False))
+    caption = F.col("caption")
+    expr = (
+        F.when(~(valid_url & url_text_ok), F.lit(INVALID_URL))
+        .when(F.coalesce(F.length(F.trim(caption)) == 0, F.lit(True)), F.lit(EMPTY_CAPTION))
+        .when(caption.contains("\ufffd"), F.lit(INVALID_CAPTION))
+        .when(F.length(caption) > recipe.filter.max_caption_chars, F.lit(LONG_CAPTION))
+    )
     for rule in recipe.filter.rules:
         cond = _rule_condition(rule, F)
         if rule.missing == "pass":
@@ -125,7 +154,8 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         return fs.read_json(layout.filter_stats)
     started = time.time()
     files = raw_files(recipe)
-    frames = [read_normalised(spark, p, recipe.columns) for p in files]
+    needed = needed_columns(recipe)
+    frames = [read_normalised(spark, p, recipe.columns, needed) for p in files]
     df = reduce(lambda a, b: a.unionByName(b), frames)
     df = df.withColumn("_reason", reason_column(recipe))
     counts = df.groupBy("_reason").count().collect()

@@ -74,6 +74,8 @@ class FilterConfig(_Strict):
     shuffle: bool = True
     seed: int = 0
     num_parts: int = Field(default=32, ge=1, le=100_000)
+    #: longer captions are filtered as ``caption_too_long`` (CLIP reads 77 tokens anyway)
+    max_caption_chars: int = Field(default=4096, ge=1)
 
     @field_validator("dedup_keys")
     @classmethod

@@ -129,3 +129,54 @@ def test_forced_rerun_with_fewer_parts_leaves_no_stale_part(spark, tmp_path):
         "part-00001.parquet",
     ]
     assert stats["kept"] == 40 == sum(len(pd.read_parquet(p)) for p in filtered.glob("part-*"))
+
+
+def test_bad_rows_are_counted_with_their_reason(spark, tmp_path):
+    raw = tmp_path / "laion400m" / "metadata" / "raw"
+    raw.mkdir(parents=True)
+    header = b"url,caption,width,height,similarity\n"
+    rows = [
+        b"http://h/ok1.jpg,fine,100,100,0.5",
+        b"http://h/ok2.jpg,also fine,100,100,0.5",
+        b"javascript:alert(1),x,100,100,0.5",  # non-http scheme
+        b"file:///etc/passwd,x,100,100,0.5",  # non-http scheme
+        b",no url,100,100,0.5",  # empty url
+        b"http://h/e.jpg,,100,100,0.5",  # empty caption
+        b"http://h/u.jpg,bad \xff\xfe bytes,100,100,0.5",  # invalid UTF-8
+        b"http://h/l.jpg," + b"x" * 5000 + b",100,100,0.5",  # enormous caption
+        b"http://h/d.jpg,wrong dtype,wide,100,0.5",  # width not a number
+        b"http://h/n.jpg,nan size,NaN,100,0.5",
+        b"http://h/s.jpg,nan similarity,100,100,NaN",
+    ]
+    (raw / "p.csv").write_bytes(header + b"\n".join(rows) + b"\n")
+    recipe = load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 1})
+    stats = run_spark(spark, recipe)
+    assert stats["raw_rows"] == len(rows)
+    assert stats["filtered"] == {
+        "invalid_url": 3,
+        "empty_caption": 1,
+        "invalid_caption": 1,
+        "caption_too_long": 1,
+        "min_width": 2,
+        "min_similarity": 1,
+    }
+    assert stats["kept"] == 2
+
+
+def test_a_column_a_rule_needs_must_exist_in_every_file(spark, tmp_path):
+    raw = tmp_path / "laion400m" / "metadata" / "raw"
+    raw.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "URL": ["http://h/a.jpg"],
+            "TEXT": ["a"],
+            "WIDTH": [100],
+            "HEIGHT": [100],
+            "similarty": [0.5],
+        }
+    ).to_parquet(raw / "typo.parquet")  # misspelled
+    recipe = load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 1})
+    with pytest.raises(SchemaError) as err:
+        run_spark(spark, recipe)
+    assert "typo.parquet" in str(err.value) and "['similarity']" in str(err.value)
+    assert "similarty" in str(err.value)
