@@ -1,15 +1,20 @@
-"""Fixture HTTP server on 127.0.0.1: serves a directory, honours ``Range`` requests, and
-injects faults on chosen paths (status codes, truncated bodies) for a given number of
-attempts, so tests exercise retries and resumption against a real socket."""
+"""Fixture HTTP server on 127.0.0.1: serves a directory, honours ``Range`` and ``HEAD``,
+emulates the Hugging Face Hub's file API, optionally speaks TLS, and injects faults — on
+chosen paths (``faults``) or by a seeded plan (``plan``, see :mod:`faults`) — so tests exercise
+retries, resumption and failure accounting against a real socket."""
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from laionflow.testing.faults import Fault, FaultPlan, huge_png
+
+__all__ = ["Fault", "FaultPlan", "FixtureServer"]
 
 HF_COMMIT = "0" * 40  # the one revision every emulated Hugging Face repo has
 CONTENT_TYPES = {
@@ -20,17 +25,6 @@ CONTENT_TYPES = {
     ".csv": "text/csv",
     ".json": "application/json",
 }
-
-
-@dataclass
-class Fault:
-    """``kind``: ``status`` (answer ``status``) or ``truncate`` (send ``fraction`` of the body
-    then close). Applies to the first ``times`` requests of the path (``-1``: always)."""
-
-    kind: str = "status"
-    status: int = 500
-    fraction: float = 0.5
-    times: int = 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -61,7 +55,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._hf_repo = repo
         fault = srv.take_fault(path)
         if fault and fault.kind == "status":
-            self._plain(fault.status)
+            self._plain(fault.status, fault.headers)
+            return
+        if fault and fault.kind == "timeout":
+            time.sleep(fault.delay)
+            self.close_connection = True
             return
         local = (srv.root / path.lstrip("/")).resolve()
         if srv.root not in local.parents or not local.is_file():
@@ -82,12 +80,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
+        if fault and fault.kind == "corrupt":
+            data = bytes((b * 7 + 13) % 256 for b in data)
+        elif fault and fault.kind == "huge":
+            data = huge_png()
         body = data[start:]
-        self.send_header(
-            "Content-Type", CONTENT_TYPES.get(local.suffix, "application/octet-stream")
-        )
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
+        headers = {
+            "Content-Type": CONTENT_TYPES.get(local.suffix, "application/octet-stream"),
+            "Content-Length": str(len(body)),
+            "Accept-Ranges": "bytes",
+        }
+        if fault and fault.kind == "headers":
+            headers.update(fault.headers)  # opt-out header, wrong content type...
+        for key, value in headers.items():
+            self.send_header(key, value)
         if getattr(self, "_hf_repo", None):
             import hashlib
 
@@ -95,6 +101,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
         self.end_headers()
         if head:
+            return
+        if fault and fault.kind == "slow":
+            pieces = 10
+            step = max(1, len(body) // pieces)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                time.sleep(fault.delay / pieces)
             return
         if fault and fault.kind == "truncate":
             self.wfile.write(body[: int(len(body) * fault.fraction)])
@@ -131,9 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._head:
             self.wfile.write(body)
 
-    def _plain(self, code: int) -> None:
+    def _plain(self, code: int, headers: dict[str, str] | None = None) -> None:
         body = HTTPStatus(code).phrase.encode()
         self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -161,6 +177,7 @@ class FixtureServer(ThreadingHTTPServer):
             self.scheme = "https"
         self.root = Path(root).resolve()
         self.faults: dict[str, Fault] = {}
+        self.plan: FaultPlan | None = None
         self.hits: dict[str, int] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -174,6 +191,8 @@ class FixtureServer(ThreadingHTTPServer):
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
             fault = self.faults.get(path)
+            if fault is None and self.plan is not None:
+                return self.plan.fault_for(path, self.hits[path])
             if fault is None or fault.times == 0:
                 return None
             if fault.times > 0:
