@@ -89,6 +89,10 @@ def reason_of(error_message: str | None) -> str:
     if m:
         return f"http_{m.group(1)}"
     low = msg.lower()
+    if "incompleteread" in low:
+        return "truncated"
+    if "cv_io_max_image_pixels" in low or "validateinputimagesize" in low:
+        return "too_large"  # OpenCV's pixel limit: a decompression-bomb header
     for needle, reason in (
         ("timed out", "timeout"),
         ("timeout", "timeout"),
