@@ -64,21 +64,18 @@ class IndexReader:
 def query(
     index_dir: str, text: str | None = None, image: str | None = None, k: int = 5
 ) -> list[dict]:
+    """The ``k`` nearest images to a text or an image file: id, distance, key, part, url,
+    caption. Ids of -1 (fewer than ``k`` vectors in the index) are dropped."""
     reader = IndexReader(index_dir)
     vec = reader.encode_image(image) if image else reader.encode_text(text or "")
     dist, ids = reader.search(vec, k, "image")
-    out = []
-    for d, row in zip(dist[0], reader.rows(ids[0]), strict=False):
-        out.append(
-            {
-                "id": None,
-                "distance": float(d),
-                **{k: row.get(k) for k in ("key", "part", "url", "caption")},
-            }
-        )
-    for rid, item in zip(ids[0], out, strict=False):
-        item["id"] = int(rid)
-    return out
+    hits = [(int(i), float(d)) for i, d in zip(ids[0], dist[0], strict=True) if i >= 0]
+    rows = reader.rows([i for i, _ in hits])
+    fields = ("key", "part", "url", "caption")
+    return [
+        {"id": i, "distance": d, **{f: row.get(f) for f in fields}}
+        for (i, d), row in zip(hits, rows, strict=True)
+    ]
 
 
 __all__ = ["IndexReader", "query"]

@@ -12,6 +12,7 @@ import logging
 import os
 import posixpath
 import shutil
+import tempfile
 import time
 from urllib.parse import unquote, urlparse
 
@@ -140,7 +141,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         if fs.exists(dest) and not force:
             skipped += 1
         else:
-            stage = dest if local else f"{fs.tmp_name('/tmp/laionflow')}-{name}"
+            stage = dest if local else os.path.join(tempfile.mkdtemp(prefix="laionflow-"), name)
             fetch(
                 url,
                 stage,

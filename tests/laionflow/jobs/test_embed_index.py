@@ -70,3 +70,10 @@ def test_missing_checkpoint_fails_before_work_naming_the_path(pipeline, tmp_path
     )
     with pytest.raises(MissingWeightsError, match="/nowhere/tiny.pt"):
         embed.run(recipe, 0)
+
+
+def test_query_with_k_larger_than_the_index_returns_every_vector_once(pipeline):
+    root = pipeline["recipe"].dataset_root
+    size = pipeline["index"]["size"]
+    hits = query(f"{root}/index", text="anything", k=size + 10)
+    assert len(hits) == size and len({h["id"] for h in hits}) == size
