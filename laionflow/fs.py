@@ -52,7 +52,7 @@ def rm(path: str, recursive: bool = False) -> None:
 def rename(src: str, dst: str) -> None:
     fs, s = filesystem(src)
     _, d = filesystem(dst)
-    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
+    if "file" in fs.protocol:  # "file" or ("file", "local"), by fsspec version
         os.replace(s, d)  # atomic on one POSIX file system
     else:
         fs.mv(s, d, recursive=True)

@@ -81,10 +81,11 @@ def write_run_config(recipe: Recipe, run_id: str) -> str:
 def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Validate and persist the run config; returned as the plan task's XCom."""
     recipe = resolve(recipe_name, params)
+    config_path = write_run_config(recipe, run_id)
     return {
-        "config_path": write_run_config(recipe, run_id),
+        "config_path": config_path,
         "dataset_root": recipe.dataset_root,
-        "run_dir": Layout(recipe.dataset_root).run_dir(run_id),
+        "run_dir": config_path.rpartition("/")[0],
         "source": recipe.source,
         "force": bool(params.get("force")),
         "dry_run": bool(params.get("dry_run")),

@@ -35,14 +35,22 @@ class IndexReader:
     def rows(self, ids) -> list[dict]:
         return self.metadata.take([int(i) for i in ids if i >= 0]).to_pylist()
 
+    def _model(self):
+        """The CLIP model the vectors came from (``model.json``), loaded once, on CPU."""
+        if not hasattr(self, "_loaded"):
+            from laionflow import clip_model
+            from laionflow.recipes.schema import ClipConfig
+
+            cfg = ClipConfig(
+                model=self.info["model"], pretrained=self.info["pretrained"], device="cpu"
+            )
+            self._loaded = clip_model.load(cfg, "cpu")
+        return self._loaded
+
     def encode_text(self, text: str) -> np.ndarray:
         import torch
 
-        from laionflow import clip_model
-        from laionflow.recipes.schema import ClipConfig
-
-        cfg = ClipConfig(model=self.info["model"], pretrained=self.info["pretrained"], device="cpu")
-        model, _, tokenizer = clip_model.load(cfg, "cpu")
+        model, _, tokenizer = self._model()
         with torch.inference_mode():
             emb = model.encode_text(tokenizer([text]))
         return torch.nn.functional.normalize(emb, dim=-1).numpy()
@@ -51,11 +59,7 @@ class IndexReader:
         import torch
         from PIL import Image
 
-        from laionflow import clip_model
-        from laionflow.recipes.schema import ClipConfig
-
-        cfg = ClipConfig(model=self.info["model"], pretrained=self.info["pretrained"], device="cpu")
-        model, preprocess, _ = clip_model.load(cfg, "cpu")
+        model, preprocess, _ = self._model()
         with torch.inference_mode():
             emb = model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
         return torch.nn.functional.normalize(emb, dim=-1).numpy()

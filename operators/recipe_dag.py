@@ -9,7 +9,6 @@ heavy modules at parse time: the recipe is loaded and validated by ``plan`` at r
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -19,9 +18,8 @@ from operators.assets import asset
 from operators.params import prepackaged_params, recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.spark import LaionflowSparkSubmitOperator
-from operators.stage import LaionflowStageOperator
+from operators.stage import MAP_INDEX, LaionflowStageOperator, gpu_placement
 
-MAP_INDEX = "part_{{ '%05d' % (task.part | int) }}"
 NETWORK_RETRIES = {
     "retries": 3,
     "retry_delay": timedelta(seconds=30),
@@ -70,8 +68,8 @@ def recipe_dag(
             from laionflow.jobs.estimate import run as run_estimate
             from laionflow.recipes import resolve as read_config
 
-            recipe = read_config(planned["config_path"])
-            run_estimate(recipe, part_ids, planned["max_output_bytes"], planned["run_dir"])
+            config = read_config(planned["config_path"])
+            run_estimate(config, part_ids, planned["max_output_bytes"], planned["run_dir"])
             return not planned["dry_run"]
 
         planned = plan()
@@ -91,33 +89,25 @@ def recipe_dag(
         )
         part_list = parts(config)
         gate = estimate(planned, part_list)
-        download = LaionflowStageOperator.partial(
-            task_id="download",
-            stage="download",
-            config_path=config,
-            force=force,
-            map_index_template=MAP_INDEX,
-            **NETWORK_RETRIES,
-        ).expand(part=part_list)
-        annotate = LaionflowStageOperator.partial(
-            task_id="annotate",
-            outlets=[asset(recipe, "shards")],
-            stage="annotate",
-            config_path=config,
-            force=force,
-            map_index_template=MAP_INDEX,
-        ).expand(part=part_list)
-        embed = LaionflowStageOperator.partial(
-            task_id="embed",
+
+        def per_part(stage: str, **kwargs: Any):
+            return LaionflowStageOperator.partial(
+                task_id=stage,
+                stage=stage,
+                config_path=config,
+                force=force,
+                map_index_template=MAP_INDEX,
+                **kwargs,
+            ).expand(part=part_list)
+
+        download = per_part("download", **NETWORK_RETRIES)
+        annotate = per_part("annotate", outlets=[asset(recipe, "shards")])
+        embed = per_part(
+            "embed",
             outlets=[asset(recipe, "embeddings")],
-            stage="embed",
-            config_path=config,
-            force=force,
-            pool="gpu",
-            queue=os.environ.get("LAIONFLOW_GPU_QUEUE", "default"),
-            map_index_template=MAP_INDEX,
             retry_exponential_backoff=True,
-        ).expand(part=part_list)
+            **gpu_placement(),
+        )
         index = LaionflowStageOperator(
             task_id="index",
             outlets=[asset(recipe, "index")],

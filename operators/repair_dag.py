@@ -16,9 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from operators.assets import RECIPES, REPAIRS_ALIAS, asset
-from operators.stage import LaionflowStageOperator
-
-MAP_INDEX = "part_{{ '%05d' % (task.part | int) }}"
+from operators.stage import MAP_INDEX, LaionflowStageOperator, gpu_placement
 
 
 def repair_dag() -> DAG:
@@ -131,8 +129,7 @@ def refresh_dag(recipe: str) -> DAG:
             task_id="embed",
             stage="embed",
             force=True,
-            pool="gpu",
-            queue=os.environ.get("LAIONFLOW_GPU_QUEUE", "default"),
+            **gpu_placement(),
             map_index_template=MAP_INDEX,
             outlets=[asset(recipe, "embeddings")],
         ).expand_kwargs(t)

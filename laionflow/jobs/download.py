@@ -89,11 +89,9 @@ def reason_of(error_message: str | None) -> str:
     if m:
         return f"http_{m.group(1)}"
     low = msg.lower()
-    if "incompleteread" in low:
-        return "truncated"
-    if "cv_io_max_image_pixels" in low or "validateinputimagesize" in low:
-        return "too_large"  # OpenCV's pixel limit: a decompression-bomb header
     for needle, reason in (
+        ("incompleteread", "truncated"),
+        ("cv_io_max_image_pixels", "too_large"),  # OpenCV's pixel limit: a bomb's header
         ("timed out", "timeout"),
         ("timeout", "timeout"),
         ("connection refused", "connection_refused"),
@@ -162,10 +160,9 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     with fs.open(src) as fh:
-        schema = pq.read_schema(fh)
-    with fs.open(src) as fh:
-        expected = pq.ParquetFile(fh).metadata.num_rows
-    extra = [c for c in EXTRA_COLUMNS if c in schema.names]
+        footer = pq.ParquetFile(fh)
+        expected, names = footer.metadata.num_rows, footer.schema_arrow.names
+    extra = [c for c in EXTRA_COLUMNS if c in names]
     out = layout.images_part(part)
     if force:
         fs.rm(out, recursive=True)
@@ -175,7 +172,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     opts = recipe.download
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    with _tls_verification(recipe.download.ssl_verify, part):
+    with _tls_verification(opts.ssl_verify, part):
         download(
             url_list=src,
             input_format="parquet",

@@ -10,6 +10,7 @@ without ``_done.json`` is recomputed from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -86,7 +87,6 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     folder = layout.images_part(part)
     tars = [f"{folder}/{sid:05d}.tar" for sid in shard_ids(folder)]
     cfg = recipe.clip
-    clip_model.check_weights(cfg)
     device = clip_model.pick_device(cfg.device)
     model, preprocess, tokenizer = clip_model.load(cfg, device)
     started = time.time()
@@ -106,15 +106,16 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
             collate_fn=_collate,
             pin_memory=device == "cuda",
         )
-        autocast = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else None
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if device == "cuda"
+            else contextlib.nullcontext()
+        )
         with torch.inference_mode():
             for bkeys, images, bcaps, bmetas in loader:
                 images = images.to(device, non_blocking=True)
                 tokens = tokenizer(bcaps).to(device, non_blocking=True)
-                if autocast:
-                    with autocast:
-                        img, txt = model.encode_image(images), model.encode_text(tokens)
-                else:
+                with autocast:
                     img, txt = model.encode_image(images), model.encode_text(tokens)
                 img_chunks.append(torch.nn.functional.normalize(img.float(), dim=-1).cpu().numpy())
                 txt_chunks.append(torch.nn.functional.normalize(txt.float(), dim=-1).cpu().numpy())

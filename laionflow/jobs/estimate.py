@@ -30,23 +30,25 @@ class EstimateExceeded(RuntimeError):
 
 
 def _mean_pixels(recipe: Recipe, parts: list[int]) -> float:
+    """Mean output pixels per image: fixed when every image is resized to ``image_size``,
+    else from the metadata's sizes (unknown sizes count as ``image_size``)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    opts = recipe.download
+    size = opts.image_size
+    if opts.resize_mode != "no" and not opts.resize_only_if_bigger:
+        return float(size * size)
+    layout = Layout(recipe.dataset_root)
     total, count = 0.0, 0
-    size = recipe.download.image_size
     for part in parts:
-        with fs.open(Layout(recipe.dataset_root).filtered_part(part)) as fh:
+        with fs.open(layout.filtered_part(part)) as fh:
             table = pq.read_table(fh, columns=["width", "height"])
-        w = pc.fill_null(table.column("width"), size).to_numpy(zero_copy_only=False)
-        h = pc.fill_null(table.column("height"), size).to_numpy(zero_copy_only=False)
-        opts = recipe.download
-        if opts.resize_mode == "no":
-            px = w * h
-        elif opts.resize_only_if_bigger:
-            px = (w.clip(max=size) * h.clip(max=size)).astype(float)
-        else:
-            px = float(size * size) + 0 * w
+        w, h = (
+            pc.fill_null(table.column(c), size).to_numpy(zero_copy_only=False).astype(float)
+            for c in ("width", "height")
+        )
+        px = w * h if opts.resize_mode == "no" else w.clip(max=size) * h.clip(max=size)
         total += float(px.sum())
         count += len(px)
     return total / count if count else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import uuid
 
@@ -57,11 +58,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     if len(img_emb) == 0:
         raise ValueError("no embeddings to index (every download failed?)")
     local = "://" not in layout.index
-    work = (
-        f"{layout.index}.tmp-{uuid.uuid4().hex[:8]}"
-        if local
-        else f"/tmp/laionflow-index-{uuid.uuid4().hex[:8]}"
-    )
+    work = fs.tmp_name(layout.index) if local else tempfile.mkdtemp(prefix="laionflow-index-")
     os.makedirs(f"{work}/metadata", exist_ok=True)
     opts = recipe.index
     infos = {}

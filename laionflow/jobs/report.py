@@ -51,9 +51,8 @@ def build_summary(recipe: Recipe) -> dict:
         index_size = fs.read_json(f"{layout.index}/_summary.json")["size"]
     embedded = recipe.download.output_format == "webdataset"
     filtered_total = sum(filt["filtered"].values())
-    accounted = (
-        filtered_total + filt["duplicates"] + downloaded + sum(failed.values()) + not_selected
-    )
+    failed_total = sum(failed.values())
+    accounted = filtered_total + filt["duplicates"] + downloaded + failed_total + not_selected
     ledger = {
         "raw_rows": filt["raw_rows"],
         "filtered": filt["filtered"],
@@ -61,7 +60,7 @@ def build_summary(recipe: Recipe) -> dict:
         "duplicates": filt["duplicates"],
         "downloaded": downloaded,
         "failed": dict(sorted(failed.items())),
-        "failed_total": sum(failed.values()),
+        "failed_total": failed_total,
         "not_selected": not_selected,
         "accounted": accounted,
         "balanced": accounted == filt["raw_rows"],
