@@ -34,6 +34,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="laionflow-bench-dl-"))
     with FixtureServer(work / "fixture") as srv:
+        os.environ["LAIONFLOW_FETCH_ALLOW"] = srv.allow_entry  # ours runs behind the SSRF guard
         corpus = build_corpus(work / "fixture", srv.base_url, CorpusSpec(rows=args.rows, parts=2))
         overrides = {
             "root": str(work / "ours"),

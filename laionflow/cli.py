@@ -16,7 +16,9 @@ STAGES = {
     "pack_fetch": ("laionflow.jobs.packs", "fetch"),
     "pack_extract": ("laionflow.jobs.packs", "extract"),
     "pack_index": ("laionflow.jobs.packs", "index"),
+    "repair": ("laionflow.jobs.patch", "run"),
 }
+PART_STAGES = ("download", "annotate", "embed", "repair")
 
 
 def _run_stage(args: argparse.Namespace) -> int:
@@ -28,7 +30,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     module_name, func_name = STAGES[args.stage]
     func = getattr(importlib.import_module(module_name), func_name)
     kwargs = {"force": args.force}
-    if args.stage in ("download", "annotate", "embed"):
+    if args.stage in PART_STAGES:
         if args.part is None:
             raise SystemExit(f"stage {args.stage} needs --part")
         kwargs["part"] = args.part

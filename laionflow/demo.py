@@ -6,6 +6,7 @@ the real ``laion400m`` DAG through ``dag.test()``; prints the ledger and one que
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def run_demo(root: str, rows: int = 2000, parts: int = 4) -> int:
         shutil.rmtree(root_path / stale, ignore_errors=True)
     checkpoint = save_random_checkpoint(DEMO_MODEL, root_path / "models" / f"{DEMO_MODEL}.pt")
     with FixtureServer(root_path / "fixture") as server:
+        # the fixture server is on loopback, which the fetch guard refuses unless allowlisted
+        os.environ["LAIONFLOW_FETCH_ALLOW"] = server.allow_entry
         manifest = build_corpus(
             root_path / "fixture", server.base_url, CorpusSpec(rows=rows, parts=parts)
         )

@@ -59,6 +59,9 @@ class Layout:
     def download_summary(self, part: int) -> str:
         return self._join("images", f"{part_name(part)}_summary.json")
 
+    def repairs_ledger(self, part: int) -> str:
+        return self._join("images", f"{part_name(part)}_repairs.json")
+
     def embeddings_part(self, part: int) -> str:
         return self._join("embeddings", part_name(part))
 

@@ -50,6 +50,8 @@ def fixture_server(session_tmp: Path):
     from laionflow.testing.server import FixtureServer
 
     with FixtureServer(session_tmp / "fixture") as server:
+        # the deployment setting that lets downloads reach this one loopback server
+        os.environ["LAIONFLOW_FETCH_ALLOW"] = server.allow_entry
         yield server
 
 

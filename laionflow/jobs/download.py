@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
-from collections import Counter
 
-from laionflow import fs
+from laionflow import fetchguard, fs
+from laionflow.jobs import shards
+from laionflow.jobs.shards import IncompletePartError, tally
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 
@@ -37,10 +37,6 @@ EXTRA_COLUMNS = (
 )
 
 
-class IncompletePartError(RuntimeError):
-    """img2dataset finished but some input rows are in no complete shard."""
-
-
 def _quiet_environment() -> None:
     # albumentations (imported by img2dataset) phones home on import unless told not to
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -49,130 +45,47 @@ def _quiet_environment() -> None:
 
 
 @contextlib.contextmanager
-def _tls_verification(verify: bool, part: int):
-    """With ``verify=False`` (recipe switch ``download.ssl_verify``), certificate checks are
-    skipped in this process and in img2dataset's spawned workers, loudly; the environment is
-    restored afterwards."""
-    if verify:
-        yield
-        return
-    import ssl
-
-    log.warning("!" * 72)
-    log.warning(
-        "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
+def _worker_environment(recipe: Recipe, part: int):
+    """What img2dataset's spawned workers must inherit: the fetch guard (SSRF refusal,
+    honest User-Agent, per-domain limit, TLS switch) and OpenCV's pixel limit, which it reads
+    once at import and checks from the header before decoding. Restored afterwards."""
+    opts = recipe.download
+    if not opts.ssl_verify:
+        log.warning("!" * 72)
+        log.warning(
+            "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
+        )
+        log.warning("!" * 72)
+    policy = fetchguard.FetchPolicy(
+        allow=fetchguard.FetchPolicy.allow_from_env(),
+        user_agent=fetchguard.user_agent(opts.user_agent_token),
+        per_domain=opts.per_domain_concurrency,
+        insecure_ssl=not opts.ssl_verify,
     )
-    log.warning("!" * 72)
-    saved = {k: os.environ.get(k) for k in ("LAIONFLOW_INSECURE_SSL", "PYTHONPATH")}
-    hook = os.path.join(os.path.dirname(os.path.dirname(__file__)), "insecure_ssl")
-    os.environ["LAIONFLOW_INSECURE_SSL"] = "1"
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (hook, saved["PYTHONPATH"]) if p)
-    default_context = ssl._create_default_https_context
-    ssl._create_default_https_context = ssl._create_unverified_context
+    if policy.allow:
+        log.info("fetch guard: private addresses allowlisted: %s", ", ".join(policy.allow))
+    saved = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS")
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(opts.max_image_pixels)
     try:
-        yield
+        with fetchguard.applied(policy):
+            yield
     finally:
-        ssl._create_default_https_context = default_context
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if saved is None:
+            os.environ.pop("OPENCV_IO_MAX_IMAGE_PIXELS", None)
+        else:
+            os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = saved
 
 
-def reason_of(error_message: str | None) -> str:
-    """Short, groupable failure reason: ``http_404``, ``timeout``, ``decode_error``..."""
-    msg = (error_message or "unknown").strip()
-    m = re.search(r"HTTP Error (\d{3})", msg) or re.search(
-        r"\b(\d{3}) (?:Client|Server) Error", msg
-    )
-    if m:
-        return f"http_{m.group(1)}"
-    low = msg.lower()
-    for needle, reason in (
-        ("incompleteread", "truncated"),
-        ("cv_io_max_image_pixels", "too_large"),  # OpenCV's pixel limit: a bomb's header
-        ("timed out", "timeout"),
-        ("timeout", "timeout"),
-        ("connection refused", "connection_refused"),
-        ("name or service", "dns"),
-        ("cannot identify image", "decode_error"),
-        ("image decoding", "decode_error"),
-        ("x-robots-tag", "opt_out"),
-        ("disallowed", "opt_out"),
-        ("too small", "too_small"),
-        ("too large", "too_large"),
-        ("aspect ratio", "aspect_ratio"),
-    ):
-        if needle in low:
-            return reason
-    return re.sub(r"[^a-z0-9]+", "_", low)[:60].strip("_") or "unknown"
-
-
-def shard_ids(folder: str) -> list[int]:
-    """Shards whose ``_stats.json`` exists, i.e. complete shards."""
-    out = []
-    for path in fs.ls(folder):
-        name = os.path.basename(path)
-        if name.endswith("_stats.json"):
-            out.append(int(name.split("_")[0]))
-    return sorted(out)
-
-
-def tally(folder: str) -> dict:
-    """Count samples of the complete shards of one part folder from their parquet files."""
-    import pyarrow.parquet as pq
-
-    successes, failed = 0, Counter()
-    shards, count = [], 0
-    for sid in shard_ids(folder):
-        stats = fs.read_json(f"{folder}/{sid:05d}_stats.json")
-        with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
-            table = pq.read_table(fh, columns=["status", "error_message"])
-        status = table.column("status").to_pylist()
-        errors = table.column("error_message").to_pylist()
-        ok = sum(1 for s in status if s == "success")
-        for s, e in zip(status, errors, strict=True):
-            if s != "success":
-                failed[reason_of(e)] += 1
-        if len(status) != stats["count"] or ok != stats["successes"]:
-            raise IncompletePartError(f"{folder}/{sid:05d}: parquet and stats disagree")
-        successes += ok
-        count += len(status)
-        shards.append({"shard": f"{sid:05d}", "count": len(status), "successes": ok})
-    return {
-        "count": count,
-        "successes": successes,
-        "failed": dict(sorted(failed.items())),
-        "shards": shards,
-    }
-
-
-def run(recipe: Recipe, part: int, force: bool = False) -> dict:
-    layout = Layout(recipe.dataset_root)
-    marker = layout.download_summary(part)
-    if fs.exists(marker) and not force:
-        log.info("download %s: already done (%s)", part_name(part), marker)
-        return fs.read_json(marker)
-    src = layout.filtered_part(part)
-    if not fs.exists(src):
-        raise FileNotFoundError(f"no filtered metadata for {part_name(part)}: {src}")
-    import pyarrow.parquet as pq
-
-    with fs.open(src) as fh:
-        footer = pq.ParquetFile(fh)
-        expected, names = footer.metadata.num_rows, footer.schema_arrow.names
-    extra = [c for c in EXTRA_COLUMNS if c in names]
-    out = layout.images_part(part)
-    if force:
-        fs.rm(out, recursive=True)
+def fetch(
+    recipe: Recipe, part: int, src: str, out: str, extra: list[str], mode: str = "incremental"
+) -> None:
+    """One img2dataset call with the recipe's options; ``mode="extend"`` appends new shards
+    after the existing ones (patch shards of a repair)."""
     _quiet_environment()
     from img2dataset import download
 
     opts = recipe.download
-    started = time.time()
-    log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    with _tls_verification(opts.ssl_verify, part):
+    with _worker_environment(recipe, part):
         download(
             url_list=src,
             input_format="parquet",
@@ -193,17 +106,23 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
             retries=opts.retries,
             user_agent_token=opts.user_agent_token,
             disallowed_header_directives=opts.disallowed_header_directives,
+            max_image_area=opts.max_image_pixels,
             distributor="multiprocessing",
-            incremental_mode="incremental",
+            incremental_mode=mode,
             enable_wandb=False,
         )
-    counts = tally(out)
+
+
+def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **extra) -> dict:
+    """Reconcile the part (every input row in exactly one state) and publish its summary."""
+    layout = Layout(recipe.dataset_root)
+    rep = recipe.repair
+    counts = tally(layout.images_part(part), rep.retryable, rep.max_attempts)
     if counts["count"] != expected:
         raise IncompletePartError(
             f"{part_name(part)}: {expected} input rows but {counts['count']} in complete shards; "
             "rerun to finish the missing shards"
         )
-    seconds = time.time() - started
     summary = {
         "stage": "download",
         "part": part,
@@ -211,12 +130,43 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         "successes": counts["successes"],
         "failed": counts["failed"],
         "failed_total": sum(counts["failed"].values()),
+        "retry_pending": counts["retry_pending"],
+        "given_up": counts["given_up"],
         "shards": counts["shards"],
-        "output_format": opts.output_format,
+        "output_format": recipe.download.output_format,
         "seconds": round(seconds, 2),
         "images_per_s": round(counts["successes"] / seconds, 1) if seconds else None,
+        **extra,
     }
-    fs.write_json(marker, summary)
+    fs.write_json(layout.download_summary(part), summary)
+    return summary
+
+
+def run(recipe: Recipe, part: int, force: bool = False) -> dict:
+    layout = Layout(recipe.dataset_root)
+    marker = layout.download_summary(part)
+    if fs.exists(marker) and not force:
+        log.info("download %s: already done (%s)", part_name(part), marker)
+        return fs.read_json(marker)
+    src = layout.filtered_part(part)
+    if not fs.exists(src):
+        raise FileNotFoundError(f"no filtered metadata for {part_name(part)}: {src}")
+    import pyarrow.parquet as pq
+
+    with fs.open(src) as fh:
+        footer = pq.ParquetFile(fh)
+        expected, names = footer.metadata.num_rows, footer.schema_arrow.names
+    extra = [c for c in EXTRA_COLUMNS if c in names]
+    out = layout.images_part(part)
+    if force:
+        fs.rm(out, recursive=True)
+    removed = shards.remove_orphans(out) if fs.exists(out) else []
+    if removed:
+        log.warning("download %s: removed unfinished shard files %s", part_name(part), removed)
+    started = time.time()
+    log.info("download %s: %d urls -> %s", part_name(part), expected, out)
+    fetch(recipe, part, src, out, extra)
+    summary = publish_summary(recipe, part, expected, time.time() - started)
     log.info(
         "download %s: %d/%d ok, failed %s, %.1f img/s",
         part_name(part),

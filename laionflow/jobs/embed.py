@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from laionflow import clip_model, fs
-from laionflow.jobs.download import shard_ids
+from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 

@@ -117,6 +117,35 @@ class DownloadConfig(_Strict):
     disallowed_header_directives: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
     )
+    #: images declaring more pixels are refused before decoding (decompression bombs);
+    #: the default is Pillow's DecompressionBombError threshold
+    max_image_pixels: int = Field(default=178_956_970, ge=1)
+    #: at most this many concurrent requests per host over all download processes; 0: no limit
+    per_domain_concurrency: int = Field(default=0, ge=0)
+
+
+class RepairConfig(_Strict):
+    """Re-downloading failed URLs: which failures are retried, how often and how soon."""
+
+    #: attempts per URL, the first download included; then it is ``given_up`` with its reason
+    max_attempts: int = Field(default=5, ge=1)
+    #: wait after attempt n before the next: ``backoff_s * backoff_factor ** (n - 1)``
+    backoff_s: float = Field(default=3600.0, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    #: failure reasons worth retrying (server errors, rate limits, network trouble — never a
+    #: 404, an opt-out, a refused address or an undecodable image)
+    retryable: list[str] = Field(
+        default_factory=lambda: [
+            "http_5xx",
+            "http_429",
+            "http_408",
+            "timeout",
+            "truncated",
+            "connection_error",
+            "connection_refused",
+            "dns",
+        ]
+    )
 
 
 class ClipConfig(_Strict):
@@ -165,6 +194,7 @@ class Recipe(_Strict):
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    repair: RepairConfig = Field(default_factory=RepairConfig)
     source: Literal["rederive", "prepackaged"] = "rederive"
     prepackaged: PrepackagedSource | None = None
     part_ids: list[int] | None = Field(

@@ -23,7 +23,9 @@ class Fault:
     * ``slow``: send the body in small pieces over ``delay`` seconds;
     * ``corrupt``: same length, garbage bytes;
     * ``headers``: the normal body with ``headers`` added or replaced (opt-out, content type);
-    * ``huge``: a tiny PNG declaring 60,000 × 60,000 pixels (a decompression bomb's header).
+    * ``huge``: a tiny PNG declaring 60,000 × 60,000 pixels (a decompression bomb's header);
+    * ``redirect``: ``302`` to ``location`` (``{path}`` and ``{port}`` filled in); the server
+      serves ``/redirected/...`` fault-free, so a redirect there succeeds.
 
     Applies to the first ``times`` requests of the path (``-1``: always).
     """
@@ -34,6 +36,7 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    location: str = ""
 
 
 #: fault name -> (fault, can it heal?)
@@ -49,6 +52,12 @@ KINDS: dict[str, tuple[Fault, bool]] = {
     "noai": (Fault("headers", headers={"X-Robots-Tag": "noai"}), False),
     "content_type": (Fault("headers", headers={"Content-Type": "text/html"}), False),
     "huge": (Fault("huge"), False),
+    "redirect": (Fault("redirect", 302, location="/redirected{path}"), False),
+    # a loopback address the allowlist does not name: the SSRF guard must refuse the hop
+    "redirect_loopback": (
+        Fault("redirect", 302, location="http://127.0.0.2:{port}/redirected{path}"),
+        False,
+    ),
 }
 
 

@@ -5,6 +5,7 @@ retries, resumption and failure accounting against a real socket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -53,7 +54,21 @@ class _Handler(BaseHTTPRequestHandler):
             repo, _, rest = path[len("/datasets/") :].partition("/resolve/")
             path = f"/hf/{repo}/{rest.partition('/')[2]}"
             self._hf_repo = repo
-        fault = srv.take_fault(path)
+        srv.user_agents.add(self.headers.get("User-Agent", ""))
+        if path.startswith("/redirected/"):
+            path = path[len("/redirected") :]
+            fault = None
+        else:
+            fault = srv.take_fault(path)
+        with srv.in_flight():
+            self._respond(path, fault, head)
+
+    def _respond(self, path: str, fault: Fault | None, head: bool) -> None:
+        srv = self.server
+        if fault and fault.kind == "redirect":
+            location = fault.location.format(path=path, port=srv.server_address[1])
+            self._plain(fault.status, {"Location": location})
+            return
         if fault and fault.kind == "status":
             self._plain(fault.status, fault.headers)
             return
@@ -179,6 +194,9 @@ class FixtureServer(ThreadingHTTPServer):
         self.faults: dict[str, Fault] = {}
         self.plan: FaultPlan | None = None
         self.hits: dict[str, int] = {}
+        self.user_agents: set[str] = set()
+        self.concurrent = 0
+        self.max_concurrent = 0  # most requests in flight at once (per-domain limit tests)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -198,6 +216,23 @@ class FixtureServer(ThreadingHTTPServer):
             if fault.times > 0:
                 fault.times -= 1
             return fault
+
+    @contextlib.contextmanager
+    def in_flight(self):
+        with self._lock:
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.concurrent -= 1
+
+    @property
+    def allow_entry(self) -> str:
+        """This server's ``$LAIONFLOW_FETCH_ALLOW`` entry (``127.0.0.1:PORT``)."""
+        host, port = self.server_address[:2]
+        return f"{host}:{port}"
 
     def start(self) -> FixtureServer:
         self._thread = threading.Thread(target=self.serve_forever, name="fixture-http", daemon=True)

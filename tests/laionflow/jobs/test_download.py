@@ -7,7 +7,7 @@ import webdataset as wds
 from PIL import Image
 
 from laionflow.jobs import annotate, download
-from laionflow.jobs.download import reason_of
+from laionflow.jobs.shards import reason_of
 
 
 def test_reason_of_groups_img2dataset_error_messages():

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from laionflow.jobs import download
-from laionflow.jobs.download import reason_of
+from laionflow.jobs.shards import reason_of
 from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import KINDS, FaultPlan
@@ -23,6 +23,8 @@ EXPECTED = {
     "corrupt": "decode_error",
     "noai": "opt_out",
     "huge": "too_large",
+    "redirect": "success",
+    "redirect_loopback": "blocked_address",
     # img2dataset decodes whatever it gets: a wrong content type or a slow body is fine
     "content_type": "success",
     "slow": "success",
@@ -30,9 +32,10 @@ EXPECTED = {
 }
 
 
-def test_every_url_is_downloaded_or_failed_with_its_reason(tmp_path):
+def test_every_url_is_downloaded_or_failed_with_its_reason(tmp_path, monkeypatch):
     assert set(EXPECTED) - {None} == set(KINDS)
     with FixtureServer(tmp_path / "srv") as srv:
+        monkeypatch.setenv("LAIONFLOW_FETCH_ALLOW", srv.allow_entry)
         corpus = build_corpus(
             tmp_path / "srv",
             srv.base_url,

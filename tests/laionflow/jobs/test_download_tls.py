@@ -32,7 +32,7 @@ def _download(root, base_url, ssl_verify):
     )
 
 
-def test_ssl_verify_switch(tmp_path):
+def test_ssl_verify_switch(tmp_path, monkeypatch):
     cert = self_signed(tmp_path / "tls")
     with FixtureServer(tmp_path / "srv", tls=cert) as srv:
         corpus = build_corpus(
@@ -41,6 +41,7 @@ def test_ssl_verify_switch(tmp_path):
             CorpusSpec(rows=20, parts=1, dead_fraction=0, duplicate_fraction=0),
         )
         assert srv.base_url.startswith("https://127.0.0.1")
+        monkeypatch.setenv("LAIONFLOW_FETCH_ALLOW", srv.allow_entry)
         rows = pd.read_parquet(corpus.metadata_files[0]).rename(
             columns={"URL": "url", "TEXT": "caption"}
         )[["url", "caption"]]

@@ -1,0 +1,168 @@
+"""Reading a part's img2dataset shards: which are complete, what happened to every URL.
+
+A shard is complete when its ``_stats.json`` exists (img2dataset writes it last). Its parquet
+holds one row per input URL — success, or failure with the error message. Repairs append
+*patch* shards (higher ids, img2dataset's ``extend`` mode) whose rows carry ``patch_of``: the
+key of the original row they retry. The state of a URL is therefore the row of the highest
+shard that mentions it; its attempt count is how many shards do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from laionflow import fs
+
+PATCH_COLUMN = "patch_of"
+
+
+class IncompletePartError(RuntimeError):
+    """img2dataset finished but some input rows are in no complete shard."""
+
+
+def reason_of(error_message: str | None) -> str:
+    """Short, groupable failure reason: ``http_404``, ``timeout``, ``decode_error``..."""
+    msg = (error_message or "unknown").strip()
+    m = re.search(r"HTTP Error (\d{3})", msg) or re.search(
+        r"\b(\d{3}) (?:Client|Server) Error", msg
+    )
+    if m:
+        return f"http_{m.group(1)}"
+    low = msg.lower()
+    for needle, reason in (
+        ("laionflow-guard: blocked address", "blocked_address"),
+        ("laionflow-guard: blocked scheme", "blocked_scheme"),
+        ("redirection to url", "blocked_scheme"),  # urllib refuses e.g. a redirect to file://
+        ("unknown url type", "blocked_scheme"),
+        ("incompleteread", "truncated"),
+        ("cv_io_max_image_pixels", "too_large"),  # OpenCV's pixel limit: a bomb's header
+        ("image area too large", "too_large"),
+        ("timed out", "timeout"),
+        ("timeout", "timeout"),
+        ("connection refused", "connection_refused"),
+        ("connection reset", "connection_error"),
+        ("remote end closed", "connection_error"),
+        ("broken pipe", "connection_error"),
+        ("name or service", "dns"),
+        ("temporary failure in name resolution", "dns"),
+        ("cannot identify image", "decode_error"),
+        ("image decoding", "decode_error"),
+        ("x-robots-tag", "opt_out"),
+        ("disallowed", "opt_out"),
+        ("too small", "too_small"),
+        ("too large", "too_large"),
+        ("aspect ratio", "aspect_ratio"),
+    ):
+        if needle in low:
+            return reason
+    return re.sub(r"[^a-z0-9]+", "_", low)[:60].strip("_") or "unknown"
+
+
+def is_retryable(reason: str, retryable: list[str]) -> bool:
+    """``http_5xx`` in the list matches every ``http_5NN``."""
+    return reason in retryable or (
+        reason.startswith("http_5") and "http_5xx" in retryable and len(reason) == 8
+    )
+
+
+def shard_ids(folder: str) -> list[int]:
+    """Shards whose ``_stats.json`` exists, i.e. complete shards."""
+    out = []
+    for path in fs.ls(folder):
+        name = os.path.basename(path)
+        if name.endswith("_stats.json") and name.split("_")[0].isdigit():
+            out.append(int(name.split("_")[0]))
+    return sorted(out)
+
+
+def remove_orphans(folder: str) -> list[str]:
+    """Delete what a killed download left: files of shards without ``_stats.json`` (a partial
+    tar, its parquet, a ``files``-format folder). Returns what was removed."""
+    complete = {f"{sid:05d}" for sid in shard_ids(folder)}
+    removed = []
+    for path in fs.ls(folder):
+        name = os.path.basename(path)
+        stem = name.split(".")[0].split("_")[0]
+        if stem.isdigit() and stem not in complete:
+            fs.rm(path, recursive=True)
+            removed.append(name)
+    return sorted(removed)
+
+
+@dataclass
+class UrlState:
+    """Where one input row stands after every attempt so far."""
+
+    key: str  # key of the original row (its first attempt)
+    url: str
+    attempts: int
+    success: bool
+    reason: str | None  # of the last attempt, when it failed
+    last_attempt: float  # end time of the shard holding the last attempt
+    shard: int  # shard holding the last attempt
+    row: dict  # the last attempt's parquet row (caption, carried columns)
+
+
+def states(folder: str) -> dict[str, UrlState]:
+    """Every input row of the part's complete shards, by original key, oldest shard first."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, UrlState] = {}
+    for sid in shard_ids(folder):
+        stats = fs.read_json(f"{folder}/{sid:05d}_stats.json")
+        with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
+            table = pq.read_table(fh)
+        rows = table.drop_columns(
+            [c for c in table.column_names if c in ("jpg", "png", "webp")]
+        ).to_pylist()
+        ok = sum(1 for r in rows if r["status"] == "success")
+        if len(rows) != stats["count"] or ok != stats["successes"]:
+            raise IncompletePartError(f"{folder}/{sid:05d}: parquet and stats disagree")
+        ended = float(stats.get("end_time") or 0.0)
+        for r in rows:
+            root = r.get(PATCH_COLUMN) or r["key"]
+            prev = out.get(root)
+            if prev is not None and prev.success:
+                raise IncompletePartError(f"{folder}: sample {root} downloaded twice")
+            success = r["status"] == "success"
+            out[root] = UrlState(
+                key=root,
+                url=r["url"],
+                attempts=(prev.attempts if prev else 0) + 1,
+                success=success,
+                reason=None if success else reason_of(r.get("error_message")),
+                last_attempt=ended,
+                shard=sid,
+                row=r,
+            )
+    return out
+
+
+def tally(folder: str, retryable: list[str] | None = None, max_attempts: int = 1) -> dict:
+    """Counts of a part: samples, successes, failures by reason; with a repair policy also
+    how many failures will be retried (``retry_pending``) and how many were ``given_up``."""
+    import pyarrow.parquet as pq
+
+    table = states(folder)
+    failed = Counter(s.reason for s in table.values() if not s.success)
+    shards = []
+    for sid in shard_ids(folder):
+        with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
+            status = pq.read_table(fh, columns=["status"]).column("status").to_pylist()
+        shards.append(
+            {"shard": f"{sid:05d}", "count": len(status), "successes": status.count("success")}
+        )
+    out = {
+        "count": len(table),
+        "successes": sum(1 for s in table.values() if s.success),
+        "failed": dict(sorted(failed.items())),
+        "shards": shards,
+    }
+    if retryable is not None:
+        retry = [s for s in table.values() if not s.success and is_retryable(s.reason, retryable)]
+        out["given_up"] = sum(1 for s in retry if s.attempts >= max_attempts)
+        out["retry_pending"] = len(retry) - out["given_up"]
+    return out
