@@ -48,7 +48,9 @@ HOOK_DIR = os.path.join(os.path.dirname(__file__), "worker_hooks")
 def user_agent(token: str) -> str:
     """Who we are, without a browser disguise; keeps img2dataset's ``compatible; TOKEN`` part,
     which sites match to opt out."""
-    return f"laionflow/0.1 img2dataset (compatible; {token}; +https://github.com/rom1504/img2dataset)"
+    return (
+        f"laionflow/0.1 img2dataset (compatible; {token}; +https://github.com/rom1504/img2dataset)"
+    )
 
 
 @dataclass(frozen=True)
@@ -194,9 +196,7 @@ def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
             # read the body while holding the slot, so the limit covers the transfer
             body = resp.read()
             resp.close()
-        out = urllib.response.addinfourl(
-            io.BytesIO(body), resp.headers, resp.url, resp.status
-        )
+        out = urllib.response.addinfourl(io.BytesIO(body), resp.headers, resp.url, resp.status)
         out.msg = resp.reason
         return out
 

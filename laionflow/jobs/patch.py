@@ -52,9 +52,7 @@ def due_count(recipe: Recipe, part: int, now: float | None = None) -> int:
     """How many URLs of a finished part a repair would retry now (the scan uses it)."""
     folder = Layout(recipe.dataset_root).images_part(part)
     now = time.time() if now is None else now
-    return sum(
-        classify(s, recipe.repair, now) == "due" for s in shards.states(folder).values()
-    )
+    return sum(classify(s, recipe.repair, now) == "due" for s in shards.states(folder).values())
 
 
 def _write_patch_input(states: list[UrlState], extra: list[str], path: str) -> None:

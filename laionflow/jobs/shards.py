@@ -26,6 +26,8 @@ class IncompletePartError(RuntimeError):
 def reason_of(error_message: str | None) -> str:
     """Short, groupable failure reason: ``http_404``, ``timeout``, ``decode_error``..."""
     msg = (error_message or "unknown").strip()
+    if "redirection to url" in msg.lower():  # urllib refuses a redirect to e.g. file://
+        return "blocked_scheme"
     m = re.search(r"HTTP Error (\d{3})", msg) or re.search(
         r"\b(\d{3}) (?:Client|Server) Error", msg
     )
@@ -35,7 +37,6 @@ def reason_of(error_message: str | None) -> str:
     for needle, reason in (
         ("laionflow-guard: blocked address", "blocked_address"),
         ("laionflow-guard: blocked scheme", "blocked_scheme"),
-        ("redirection to url", "blocked_scheme"),  # urllib refuses e.g. a redirect to file://
         ("unknown url type", "blocked_scheme"),
         ("incompleteread", "truncated"),
         ("cv_io_max_image_pixels", "too_large"),  # OpenCV's pixel limit: a bomb's header

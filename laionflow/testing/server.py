@@ -121,9 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = 10
             step = max(1, len(body) // pieces)
             for i in range(0, len(body), step):
+                time.sleep(fault.delay / pieces)
                 self.wfile.write(body[i : i + step])
                 self.wfile.flush()
-                time.sleep(fault.delay / pieces)
             return
         if fault and fault.kind == "truncate":
             self.wfile.write(body[: int(len(body) * fault.fraction)])
