@@ -1,11 +1,13 @@
 """Stage 5: CLIP image and text embeddings of one part, in clip-retrieval's layout.
 
-``embeddings/part_NNNNN/{img_emb/img_emb_0.npy, text_emb/text_emb_0.npy,
-metadata/metadata_0.parquet}`` — row i of each file is the same sample. Shards are streamed
-with webdataset; images are decoded and preprocessed in DataLoader workers; rows are sorted by
-sample key before writing, so a rerun (after a crash, with other worker timing) produces the
-same files. The three files are published by atomic renames, then ``_done.json``; a part
-without ``_done.json`` is recomputed from scratch.
+``embeddings/part_NNNNN/{img_emb/img_emb_B.npy, text_emb/text_emb_B.npy,
+metadata/metadata_B.parquet}`` — row i of the three files of batch B is the same sample.
+Batch 0 holds the shards present at the first run; a repair's patch shards become batch 1, 2...
+so only new samples are embedded. Shards are streamed with webdataset, decoded and
+preprocessed in DataLoader workers; rows are sorted by sample key, so a rerun after a crash
+produces the same files. Each file is published by an atomic rename; ``_done.json`` (listing
+the batches and their shards) is written last: a batch it does not list is not there, and a
+rerun removes its leftovers and recomputes it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import contextlib
 import io
 import json
 import logging
+import os
 import time
 
 import numpy as np
 
-from laionflow import clip_model, fs
+from laionflow import clip_model, failpoints, fs
 from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
@@ -68,90 +71,124 @@ def _metadata_table(part: int, keys, captions, metas):
     return pa.table(data)
 
 
-def run(recipe: Recipe, part: int, force: bool = False) -> dict:
-    import pyarrow.parquet as pq
+def _cleanup(out: str, batches: list[dict]) -> None:
+    """Remove what a killed run left: temporary files and batch files ``_done.json`` does not
+    list (they are recomputed under the same number)."""
+    known = {b["batch"] for b in batches}
+    for sub in ("img_emb", "text_emb", "metadata"):
+        for path in fs.ls(f"{out}/{sub}"):
+            name = os.path.basename(path)
+            number = name.rsplit("_", 1)[-1].split(".")[0]
+            if name.startswith(".") or not number.isdigit() or int(number) not in known:
+                fs.rm(path)
+
+
+def _compute(recipe: Recipe, part: int, tars: list[str]):
+    """Embeddings of every sample of ``tars``, rows sorted by sample key."""
     import torch
     import webdataset as wds
 
+    cfg = recipe.clip
+    device = clip_model.pick_device(cfg.device)
+    model, preprocess, tokenizer = clip_model.load(cfg, device)
+    keys: list[str] = []
+    captions: list[str] = []
+    metas: list[dict] = []
+    img_chunks, txt_chunks = [], []
+    urls = [t if "://" in t else f"file:{t}" for t in tars]
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(_Decode(preprocess))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        num_workers=min(cfg.num_workers, len(tars)),
+        collate_fn=_collate,
+        pin_memory=device == "cuda",
+    )
+    if not tars:  # every download of the part failed: an empty batch, still aligned
+        loader = []
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if device == "cuda"
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode():
+        for bkeys, images, bcaps, bmetas in loader:
+            images = images.to(device, non_blocking=True)
+            tokens = tokenizer(bcaps).to(device, non_blocking=True)
+            with autocast:
+                img, txt = model.encode_image(images), model.encode_text(tokens)
+            img_chunks.append(torch.nn.functional.normalize(img.float(), dim=-1).cpu().numpy())
+            txt_chunks.append(torch.nn.functional.normalize(txt.float(), dim=-1).cpu().numpy())
+            keys += bkeys
+            captions += bcaps
+            metas += bmetas
+    dim = model.visual.output_dim if hasattr(model.visual, "output_dim") else 0
+    img_emb = np.concatenate(img_chunks) if img_chunks else np.zeros((0, dim), np.float32)
+    txt_emb = np.concatenate(txt_chunks) if txt_chunks else np.zeros((0, dim), np.float32)
+    order = np.argsort(np.array(keys, dtype=object), kind="stable") if keys else np.array([], int)
+    table = _metadata_table(
+        part, [keys[i] for i in order], [captions[i] for i in order], [metas[i] for i in order]
+    )
+    return table, img_emb[order].astype(np.float16), txt_emb[order].astype(np.float16), device
+
+
+def run(recipe: Recipe, part: int, force: bool = False) -> dict:
+    import pyarrow.parquet as pq
+
     layout = Layout(recipe.dataset_root)
     out = layout.embeddings_part(part)
-    done = f"{out}/_done.json"
-    if fs.exists(done) and not force:
-        return fs.read_json(done)
+    done_path = f"{out}/_done.json"
     if recipe.download.output_format != "webdataset":
         reason = (
             f"embeddings read webdataset shards; output_format is {recipe.download.output_format}"
         )
         log.warning("embed %s skipped: %s", part_name(part), reason)
         return {"stage": "embed", "part": part, "rows": 0, "skipped": reason}
+    if force:
+        fs.rm(out, recursive=True)
+    done = fs.read_json(done_path) if fs.exists(done_path) else {"batches": []}
+    _cleanup(out, done["batches"])
     folder = layout.images_part(part)
-    tars = [f"{folder}/{sid:05d}.tar" for sid in shard_ids(folder)]
-    cfg = recipe.clip
-    device = clip_model.pick_device(cfg.device)
-    model, preprocess, tokenizer = clip_model.load(cfg, device)
+    embedded = {s for b in done["batches"] for s in b["shards"]}
+    pending = [sid for sid in shard_ids(folder) if sid not in embedded]
+    if not pending and done["batches"]:
+        return done
     started = time.time()
-    keys: list[str] = []
-    captions: list[str] = []
-    metas: list[dict] = []
-    img_chunks, txt_chunks = [], []
-    if tars:
-        urls = [t if "://" in t else f"file:{t}" for t in tars]
-        dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
-            _Decode(preprocess)
-        )
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            num_workers=min(cfg.num_workers, len(tars)),
-            collate_fn=_collate,
-            pin_memory=device == "cuda",
-        )
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if device == "cuda"
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode():
-            for bkeys, images, bcaps, bmetas in loader:
-                images = images.to(device, non_blocking=True)
-                tokens = tokenizer(bcaps).to(device, non_blocking=True)
-                with autocast:
-                    img, txt = model.encode_image(images), model.encode_text(tokens)
-                img_chunks.append(torch.nn.functional.normalize(img.float(), dim=-1).cpu().numpy())
-                txt_chunks.append(torch.nn.functional.normalize(txt.float(), dim=-1).cpu().numpy())
-                keys += bkeys
-                captions += bcaps
-                metas += bmetas
-    dim = model.visual.output_dim if hasattr(model.visual, "output_dim") else 0
-    img_emb = np.concatenate(img_chunks) if img_chunks else np.zeros((0, dim), np.float32)
-    txt_emb = np.concatenate(txt_chunks) if txt_chunks else np.zeros((0, dim), np.float32)
-    order = np.argsort(np.array(keys, dtype=object), kind="stable") if keys else np.array([], int)
-    keys = [keys[i] for i in order]
-    captions = [captions[i] for i in order]
-    metas = [metas[i] for i in order]
-    img_emb, txt_emb = img_emb[order].astype(np.float16), txt_emb[order].astype(np.float16)
-    for sub, arr in (("img_emb/img_emb_0.npy", img_emb), ("text_emb/text_emb_0.npy", txt_emb)):
+    batch = len(done["batches"])
+    table, img_emb, txt_emb, device = _compute(
+        recipe, part, [f"{folder}/{sid:05d}.tar" for sid in pending]
+    )
+    for sub, arr in (
+        (f"img_emb/img_emb_{batch}.npy", img_emb),
+        (f"text_emb/text_emb_{batch}.npy", txt_emb),
+    ):
         with fs.atomic_write(f"{out}/{sub}") as fh:
             np.save(fh, arr)
-    with fs.atomic_write(f"{out}/metadata/metadata_0.parquet") as fh:
-        pq.write_table(_metadata_table(part, keys, captions, metas), fh)
+    failpoints.hit("embed.before_done")
+    with fs.atomic_write(f"{out}/metadata/metadata_{batch}.parquet") as fh:
+        pq.write_table(table, fh)
     seconds = time.time() - started
+    rows = len(table)
+    batches = [*done["batches"], {"batch": batch, "shards": pending, "rows": rows}]
     summary = {
         "stage": "embed",
         "part": part,
-        "rows": len(keys),
+        "rows": sum(b["rows"] for b in batches),
+        "new_rows": rows,
+        "batches": batches,
         "dim": int(img_emb.shape[1]),
-        "model": cfg.model,
-        "pretrained": cfg.pretrained,
+        "model": recipe.clip.model,
+        "pretrained": recipe.clip.pretrained,
         "device": device,
         "seconds": round(seconds, 2),
-        "samples_per_s": round(len(keys) / seconds, 1) if seconds else None,
+        "samples_per_s": round(rows / seconds, 1) if seconds else None,
     }
-    fs.write_json(done, summary)
+    fs.write_json(done_path, summary)  # the batch is visible from here on
     log.info(
-        "embed %s: %d samples on %s, %.1f samples/s",
+        "embed %s: %d new samples (batch %d) on %s, %.1f samples/s",
         part_name(part),
-        len(keys),
+        rows,
+        batch,
         device,
         summary["samples_per_s"] or 0,
     )

@@ -38,6 +38,7 @@ def _load(path: str) -> np.ndarray:
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from autofaiss import build_index
 
@@ -48,11 +49,14 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             return {"stage": "index", "size": 0, "skipped": "no embeddings for this output format"}
         raise FileNotFoundError(f"no finished embeddings under {layout.embeddings}")
     started = time.time()
-    img, txt = [], []
+    img, txt, meta = [], [], {}
     for part in parts:
         base = layout.embeddings_part(part)
-        img.append(_load(f"{base}/img_emb/img_emb_0.npy"))
-        txt.append(_load(f"{base}/text_emb/text_emb_0.npy"))
+        meta[part] = []
+        for b in fs.read_json(f"{base}/_done.json")["batches"]:
+            img.append(_load(f"{base}/img_emb/img_emb_{b['batch']}.npy"))
+            txt.append(_load(f"{base}/text_emb/text_emb_{b['batch']}.npy"))
+            meta[part].append(f"{base}/metadata/metadata_{b['batch']}.parquet")
     img_emb = np.concatenate(img).astype(np.float32)
     txt_emb = np.concatenate(txt).astype(np.float32)
     if len(img_emb) == 0:
@@ -75,10 +79,13 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             verbose=logging.WARNING,
         )
         infos[kind] = info
-    for part in parts:
-        src = f"{layout.embeddings_part(part)}/metadata/metadata_0.parquet"
-        with fs.open(src) as fh:
-            pq.write_table(pq.read_table(fh), f"{work}/metadata/metadata_{part:05d}.parquet")
+    for part in parts:  # one metadata file per part, rows in vector order
+        tables = []
+        for src in meta[part]:
+            with fs.open(src) as fh:
+                tables.append(pq.read_table(fh))
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        pq.write_table(merged, f"{work}/metadata/metadata_{part:05d}.parquet")
     fs.write_json(
         f"{work}/model.json",
         {
