@@ -76,12 +76,16 @@ def migrate(home: Path, env: dict[str, str] | None = None) -> None:
 
 
 def load_dag(dag_id: str):
-    """Import a DAG file from the DAG folder and return its DAG object."""
+    """Import a DAG file from the DAG folder and return its DAG object; ``<recipe>_refresh``
+    lives in ``<recipe>.py`` next to the recipe's DAG."""
     import importlib.util
 
-    path = dags_folder() / f"{dag_id}.py"
-    spec = importlib.util.spec_from_file_location(f"laionflow_dag_{dag_id}", path)
+    stem, attr = (
+        (dag_id[: -len("_refresh")], "refresh") if dag_id.endswith("_refresh") else (dag_id, "dag")
+    )
+    path = dags_folder() / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(f"laionflow_dag_{stem}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
-    return module.dag
+    return getattr(module, attr)

@@ -3,7 +3,8 @@ is not complete (no ``part_NNNNN_summary.json``, or a shard without its ``_stats
 
 Re-running the download stage on such a part redoes only the missing shards (img2dataset's
 ``incremental`` mode skips shards whose stats file exists), never rewriting a complete one.
-Re-downloading failed URLs of complete shards into patch shards is the next step (issue 4).
+Finished parts are repaired too when some of their URLs failed for a retryable reason and are
+due again (see :mod:`laionflow.jobs.patch`).
 """
 
 from __future__ import annotations
@@ -36,3 +37,22 @@ def latest_run_config(dataset_root: str) -> str | None:
     """The newest ``runs/<run>/config.json``: a repair must reuse the settings (shard size,
     image size...) of the run that wrote the data, not today's recipe defaults."""
     return fs.newest_in_runs(dataset_root, "config.json")
+
+
+def parts_to_repair(config_path: str, part_ids: list[int] | None = None) -> list[int]:
+    """Incomplete parts, and finished parts with retryable failures due now."""
+    from laionflow.jobs.patch import due_count
+    from laionflow.recipes import resolve
+
+    recipe = resolve(config_path)
+    layout = Layout(recipe.dataset_root)
+    todo = set(incomplete_parts(recipe.dataset_root))
+    if fs.exists(layout.filter_stats):
+        for part_s in fs.read_json(layout.filter_stats)["parts"]:
+            part = int(part_s)
+            if part not in todo and fs.exists(layout.download_summary(part)):
+                if due_count(recipe, part) > 0:
+                    todo.add(part)
+    if part_ids is not None:
+        todo &= set(part_ids)
+    return sorted(todo)

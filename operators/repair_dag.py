@@ -1,11 +1,13 @@
 """The scheduled repair DAG and the per-recipe refresh DAGs it feeds through Assets.
 
-``laionflow_repair`` (daily by default, ``$LAIONFLOW_REPAIR_SCHEDULE``): for each recipe's
-dataset, finds incomplete parts, re-runs their download (only the missing shards) and
+``laionflow_repair`` (daily by default, ``$LAIONFLOW_REPAIR_SCHEDULE``; also triggerable for
+chosen recipes and parts): for each recipe's dataset, finds parts with missing shards or with
+retryable failed URLs whose backoff has elapsed, runs the ``repair`` stage on each (missing
+shards, then patch shards for those URLs — never rewriting a complete shard), rewrites their
 annotations, and attaches a ``<recipe>.repairs`` Asset event per repaired recipe.
-``<recipe>_refresh`` is scheduled on that Asset: it recomputes embeddings of the repaired
-parts, then the index and the report. With nothing to repair, the mapped tasks are skipped and
-the run succeeds.
+``<recipe>_refresh`` is scheduled on that Asset: it embeds the new samples only (the patch
+shards), then rebuilds the index from the stored embeddings and the report. With nothing to
+repair, the mapped tasks are skipped and the run succeeds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def repair_dag() -> DAG:
             title="Dataset root",
             description_md="Parent folder of the datasets; empty: each recipe's.",
         ),
+        "part_ids": Param(
+            None,
+            type=["null", "array"],
+            title="Parts",
+            description_md="Only these part ids (e.g. `[3, 7]`); empty: every part.",
+            items={"type": "integer", "minimum": 0},
+        ),
     }
     with DAG(
         dag_id="laionflow_repair",
@@ -48,7 +57,7 @@ def repair_dag() -> DAG:
         @task(task_id="scan", retries=0)
         def scan(**context: Any) -> list[dict]:
             from laionflow.recipes import load_recipe
-            from laionflow.repair import incomplete_parts, latest_run_config
+            from laionflow.repair import latest_run_config, parts_to_repair
 
             targets = []
             for recipe in context["params"]["recipes"]:
@@ -57,14 +66,14 @@ def repair_dag() -> DAG:
                 config_path = latest_run_config(dataset_root)
                 if config_path is None:
                     continue  # the recipe never ran here
-                for part in incomplete_parts(dataset_root):
+                for part in parts_to_repair(config_path, context["params"]["part_ids"]):
                     targets.append({"config_path": config_path, "part": part})
             return targets
 
         targets = scan()
-        download = LaionflowStageOperator.partial(
-            task_id="download",
-            stage="download",
+        repair = LaionflowStageOperator.partial(
+            task_id="repair",
+            stage="repair",
             map_index_template=MAP_INDEX,
             retries=3,
             retry_exponential_backoff=True,
@@ -91,7 +100,7 @@ def repair_dag() -> DAG:
                 out[name] = parts
             return out
 
-        download >> annotate >> publish(targets)
+        repair >> annotate >> publish(targets)
     return dag
 
 
@@ -128,7 +137,6 @@ def refresh_dag(recipe: str) -> DAG:
         embed = LaionflowStageOperator.partial(
             task_id="embed",
             stage="embed",
-            force=True,
             **gpu_placement(),
             map_index_template=MAP_INDEX,
             outlets=[asset(recipe, "embeddings")],

@@ -140,7 +140,7 @@ def test_repair_with_nothing_to_repair_succeeds_and_skips(dag_run):
     run, states = _repair(root)
     assert str(run.state) == "success"
     assert states[("scan", -1)] == "success"
-    assert all(s == "skipped" for k, s in states.items() if k[0] in ("download", "publish"))
+    assert all(s == "skipped" for k, s in states.items() if k[0] in ("repair", "publish"))
 
 
 def test_repair_redoes_only_the_missing_shard_and_publishes_an_asset_event(dag_run):
@@ -156,7 +156,7 @@ def test_repair_redoes_only_the_missing_shard_and_publishes_an_asset_event(dag_r
     (root / "images" / "part_00001_summary.json").unlink()
     run, states = _repair(root)
     assert str(run.state) == "success", states
-    assert [k for k in states if k[0] == "download"] == [("download", 0)]
+    assert [k for k in states if k[0] == "repair"] == [("repair", 0)]
     after = fs.read_json(f"{root}/images/part_00001_summary.json")
     assert after["successes"] == before["successes"] and after["failed"] == before["failed"]
     changed = [t for t in tars if _sha(t) != sums[t]]

@@ -102,6 +102,7 @@ def test_retryable_failures_are_patched_with_backoff_until_given_up(tmp_path, mo
             for u in fs.read_json(f"{root}/laion400m/images/part_00000_repairs.json")["urls"]
         }
         assert set(ledger) == set(always_503) | set(gone)
+        assert not set(heals) & set(ledger)  # recovered
         for url in always_503:
             assert ledger[url]["attempts"] == 2 and ledger[url]["state"] == "pending"
             assert ledger[url]["next_eligible"] == ledger[url]["last_attempt"] + 200
