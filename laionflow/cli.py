@@ -25,7 +25,9 @@ def _run_stage(args: argparse.Namespace) -> int:
     import importlib
 
     from laionflow import recipes
+    from laionflow.credentials import describe
 
+    logging.getLogger("laionflow").info("credentials: %s", describe())
     recipe = recipes.resolve(args.config)
     module_name, func_name = STAGES[args.stage]
     func = getattr(importlib.import_module(module_name), func_name)

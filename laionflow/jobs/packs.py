@@ -85,6 +85,11 @@ def safe_extract(tar_path: str, dest: str) -> dict:
                 )
                 continue
             try:
+                # parallel extractors race on tarfile's exists-then-makedirs of shared folders:
+                # once the data filter accepts a member, create its folder ourselves (exist_ok)
+                accepted = tarfile.data_filter(member, dest)
+                parent = os.path.dirname(os.path.join(dest, accepted.name))
+                os.makedirs(parent, exist_ok=True)
                 tar.extract(member, dest, filter="data")
                 extracted += int(member.isfile())
             except (tarfile.FilterError, OSError) as err:

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 
 from laionflow import fs
+from laionflow.credentials import redact
 from laionflow.jobs.index import embedded_parts
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
@@ -75,7 +76,7 @@ def build_summary(recipe: Recipe) -> dict:
         "ledger": ledger,
         "estimate": latest_estimate(layout),
         "parts": parts,
-        "config": recipe.model_dump(mode="json"),
+        "config": redact(recipe.model_dump(mode="json")),
     }
 
 

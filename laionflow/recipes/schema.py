@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from laionflow.credentials import url_secret
 from laionflow.schema import CANONICAL_TYPES
 
 
@@ -33,6 +34,12 @@ class MetadataSource(_Strict):
             if not url.startswith(("http://", "https://", "file://", "hf://datasets/", "/")):
                 raise ValueError(
                     f"metadata url {url!r} must be http(s)://, hf://datasets/..., file:// or a path"
+                )
+            secret = url_secret(url)
+            if secret:  # the URL would end up in run configs, logs and reports
+                raise ValueError(
+                    f"metadata url #{urls.index(url)} carries {secret}: put credentials in an "
+                    "Airflow connection or the environment (HF_TOKEN, AWS_*), not in the URL"
                 )
         return urls
 

@@ -71,3 +71,27 @@ def test_null_params_keep_recipe_values():
 def test_unknown_param_is_rejected():
     with pytest.raises(RecipeError, match="unknown parameter"):
         overrides_from_params({"img_size": 3})
+
+
+@pytest.mark.parametrize(
+    "url, what",
+    [
+        ("https://user:hunter22@example.org/part.parquet", "a password in the URL"),
+        ("https://example.org/part.parquet?token=abc123", "'token'"),
+        ("https://b.s3.amazonaws.com/p.parquet?X-Amz-Signature=ff00", "'X-Amz-Signature'"),
+    ],
+)
+def test_credentials_in_metadata_urls_are_refused(url, what):
+    with pytest.raises(RecipeError) as err:
+        load_recipe("laion400m", {"metadata.urls": [url]})
+    assert what in str(err.value) and "hunter22" not in str(err.value)
+
+
+def test_redact_replaces_known_secrets_everywhere(monkeypatch):
+    from laionflow.credentials import describe, redact
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE00001234")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-xyz")
+    got = redact({"a": ["x s3cr3t-value-xyz y"], "b": 1})
+    assert got == {"a": ["x *** y"], "b": 1}
+    assert describe() == "AWS key AKIA…1234 (from environment)"
