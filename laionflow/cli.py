@@ -52,6 +52,13 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from laionflow.serve import serve
+
+    serve(args.index_dir, host=args.host, port=args.port)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from laionflow.demo import run_demo
 
@@ -110,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--image", help="query with an image file instead of text")
     q.add_argument("-k", type=int, default=5)
     q.set_defaults(func=_query)
+
+    sv = sub.add_parser("serve", help="HTTP query service over a built index (127.0.0.1)")
+    sv.add_argument("index_dir")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.set_defaults(func=_serve)
 
     bf = sub.add_parser("backfill", help="trigger runs for part ids through the REST API")
     bf.add_argument("dag_id")

@@ -55,31 +55,40 @@ class IndexReader:
             emb = model.encode_text(tokenizer([text]))
         return torch.nn.functional.normalize(emb, dim=-1).numpy()
 
-    def encode_image(self, path: str) -> np.ndarray:
+    def encode_image(self, image: str | bytes) -> np.ndarray:
+        """An image file's (or its bytes') normalised embedding."""
+        import io
+
         import torch
         from PIL import Image
 
         model, preprocess, _ = self._model()
+        src = io.BytesIO(image) if isinstance(image, bytes) else image
         with torch.inference_mode():
-            emb = model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
+            emb = model.encode_image(preprocess(Image.open(src).convert("RGB"))[None])
         return torch.nn.functional.normalize(emb, dim=-1).numpy()
+
+    def nearest(
+        self, text: str | None = None, image: str | bytes | None = None, k: int = 5
+    ) -> list[dict]:
+        """The ``k`` nearest images to a text or an image: id, distance, key, part, url,
+        caption. Ids of -1 (fewer than ``k`` vectors in the index) are dropped."""
+        vec = self.encode_image(image) if image is not None else self.encode_text(text or "")
+        dist, ids = self.search(vec, k, "image")
+        hits = [(int(i), float(d)) for i, d in zip(ids[0], dist[0], strict=True) if i >= 0]
+        rows = self.rows([i for i, _ in hits])
+        fields = ("key", "part", "url", "caption")
+        return [
+            {"id": i, "distance": d, **{f: row.get(f) for f in fields}}
+            for (i, d), row in zip(hits, rows, strict=True)
+        ]
 
 
 def query(
     index_dir: str, text: str | None = None, image: str | None = None, k: int = 5
 ) -> list[dict]:
-    """The ``k`` nearest images to a text or an image file: id, distance, key, part, url,
-    caption. Ids of -1 (fewer than ``k`` vectors in the index) are dropped."""
-    reader = IndexReader(index_dir)
-    vec = reader.encode_image(image) if image else reader.encode_text(text or "")
-    dist, ids = reader.search(vec, k, "image")
-    hits = [(int(i), float(d)) for i, d in zip(ids[0], dist[0], strict=True) if i >= 0]
-    rows = reader.rows([i for i, _ in hits])
-    fields = ("key", "part", "url", "caption")
-    return [
-        {"id": i, "distance": d, **{f: row.get(f) for f in fields}}
-        for (i, d), row in zip(hits, rows, strict=True)
-    ]
+    """One query against ``index_dir`` (what ``laionflow query`` runs)."""
+    return IndexReader(index_dir).nearest(text=text, image=image, k=k)
 
 
 __all__ = ["IndexReader", "query"]
