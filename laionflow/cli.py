@@ -17,8 +17,9 @@ STAGES = {
     "pack_extract": ("laionflow.jobs.packs", "extract"),
     "pack_index": ("laionflow.jobs.packs", "index"),
     "repair": ("laionflow.jobs.patch", "run"),
+    "scores": ("laionflow.jobs.scores", "run"),
 }
-PART_STAGES = ("download", "annotate", "embed", "repair")
+PART_STAGES = ("download", "annotate", "embed", "repair", "scores")
 
 
 def _run_stage(args: argparse.Namespace) -> int:

@@ -202,6 +202,8 @@ class Recipe(_Strict):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     repair: RepairConfig = Field(default_factory=RepairConfig)
+    #: scores YAML (dataset2metadata style) for the ``scores`` stage; none: no scores
+    scores: str | None = None
     source: Literal["rederive", "prepackaged"] = "rederive"
     prepackaged: PrepackagedSource | None = None
     part_ids: list[int] | None = Field(

@@ -1,0 +1,66 @@
+"""The scores YAML, in the spirit of DataComp's dataset2metadata::
+
+    models: [clip, aesthetic, phash, my-model]   # built-in names, heads, or custom_pypath's
+    heads:                                       # CLIP-embedding heads (a Linear on an embedding)
+      aesthetic: {weights: /models/aesthetic.pt, input: image, activation: none}
+    postprocess_columns: [clip-score, aesthetic-score, phash, my-model-out]  # -> parquet
+    postprocess_features: [clip-image, clip-text]                          # -> npz
+    additional_fields: [url, caption, original_width]   # from each sample's json
+    custom_pypath: ./my_models.py   # model_lookup, preprocessor_lookup, postprocess_*_lookup
+    batch_size: 256
+
+Everything is checked when the file is loaded — unknown names, a column whose model is not
+listed, a missing weights file or python file — so a mistake fails before any work, naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from laionflow.clip_model import MissingWeightsError
+
+
+class HeadConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: torch state dict of a ``Linear(dim, n)`` (``weight``, ``bias``) or an ``.npz`` (W, b)
+    weights: str
+    input: Literal["image", "text"] = "image"
+    activation: Literal["none", "sigmoid", "softmax"] = "none"
+
+
+class ScoresConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] = Field(min_length=1)
+    heads: dict[str, HeadConfig] = Field(default_factory=dict)
+    postprocess_columns: list[str] = Field(default_factory=list)
+    postprocess_features: list[str] = Field(default_factory=list)
+    additional_fields: list[str] = Field(default_factory=list)
+    custom_pypath: str | None = None
+    batch_size: int = Field(default=256, ge=1)
+    num_workers: int = Field(default=0, ge=0)
+
+
+def load_config(path: str) -> ScoresConfig:
+    """Read and validate a scores YAML; relative paths are relative to the file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"scores config not found: {path}")
+    with open(path) as fh:
+        cfg = ScoresConfig.model_validate(yaml.safe_load(fh))
+    base = os.path.dirname(os.path.abspath(path))
+
+    def here(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    for name, head in cfg.heads.items():
+        head.weights = here(head.weights)
+        if not os.path.exists(head.weights):
+            raise MissingWeightsError(f"weights of head {name!r} not found: {head.weights}")
+    if cfg.custom_pypath:
+        cfg.custom_pypath = here(cfg.custom_pypath)
+        if not os.path.exists(cfg.custom_pypath):
+            raise FileNotFoundError(f"custom_pypath not found: {cfg.custom_pypath}")
+    return cfg

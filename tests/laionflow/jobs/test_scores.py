@@ -1,0 +1,115 @@
+"""The scores stage: a YAML with CLIP score, a CLIP-embedding head and a custom python model
+produces the declared columns and npz features, aligned with the embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from laionflow.clip_model import MissingWeightsError
+from laionflow.jobs import scores
+from laionflow.scoring.config import load_config
+
+CUSTOM = """
+import torch
+
+class CaptionLength(torch.nn.Module):
+    name = "caption-length"
+    raw_inputs = ["text"]
+    preprocessors = ["raw-captions"]
+    dependencies = []
+    to_device = False
+
+    def __init__(self, device):
+        super().__init__()
+
+    def forward(self, captions):
+        return torch.tensor([len(c) for c in captions])
+
+model_lookup = {"caption-length": CaptionLength}
+preprocessor_lookup = {"raw-captions": lambda captions: captions}
+text_preprocessors = {"raw-captions"}
+postprocess_parquet_lookup = {"caption-chars": lambda out: out["caption-length"].tolist()}
+postprocess_feature_lookup = {}
+"""
+
+
+def _yaml(tmp_path, weights="head.pt") -> str:
+    (tmp_path / "custom.py").write_text(CUSTOM)
+    (tmp_path / "scores.yaml").write_text(
+        f"""
+models: [clip, aesthetic, phash, caption-length]
+heads:
+  aesthetic: {{weights: {weights}, input: image}}
+postprocess_columns: [clip-score, aesthetic-score, phash, caption-chars]
+postprocess_features: [clip-image, clip-text]
+additional_fields: [url, caption]
+custom_pypath: custom.py
+batch_size: 64
+"""
+    )
+    return str(tmp_path / "scores.yaml")
+
+
+def test_registry_yaml_produces_declared_columns_and_features(pipeline, tmp_path):
+    root = pipeline["recipe"].dataset_root
+    dim = np.load(f"{root}/embeddings/part_00000/img_emb/img_emb_0.npy").shape[1]
+    torch.manual_seed(0)
+    head = torch.nn.Linear(dim, 1)
+    torch.save(head.state_dict(), tmp_path / "head.pt")
+    recipe = pipeline["recipe"].model_copy(update={"scores": _yaml(tmp_path)})
+    summary = scores.run(recipe, 0, force=True)
+    table = pd.read_parquet(f"{root}/scores/part_00000/scores.parquet")
+    feats = np.load(f"{root}/scores/part_00000/features.npz")
+    assert list(table.columns) == [
+        "key",
+        "url",
+        "caption",
+        "clip-score",
+        "aesthetic-score",
+        "phash",
+        "caption-chars",
+    ]
+    assert summary["rows"] == len(table) == pipeline["download"][0]["successes"]
+    assert table["key"].is_monotonic_increasing and table["key"].is_unique
+    assert table["clip-score"].dtype == np.float64 and table["aesthetic-score"].dtype == np.float64
+    assert table["caption-chars"].dtype == np.int64
+    assert table["caption-chars"].tolist() == [len(c) for c in table["caption"]]
+    assert table["phash"].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert feats["clip-image"].dtype == np.float16 and feats["clip-image"].shape == (
+        len(table),
+        dim,
+    )
+    # aligned with the embed stage's rows (same keys, same order; float16 storage tolerance)
+    meta = pd.read_parquet(f"{root}/embeddings/part_00000/metadata/metadata_0.parquet")
+    img = np.load(f"{root}/embeddings/part_00000/img_emb/img_emb_0.npy").astype(np.float32)
+    txt = np.load(f"{root}/embeddings/part_00000/text_emb/text_emb_0.npy").astype(np.float32)
+    assert list(meta["key"]) == list(table["key"])
+    np.testing.assert_allclose(table["clip-score"], (img * txt).sum(1), atol=2e-3)
+    np.testing.assert_allclose(feats["clip-image"].astype(np.float32), img, atol=2e-3)
+    with torch.no_grad():
+        want = head(torch.from_numpy(feats["clip-image"].astype(np.float32)))[:, 0].numpy()
+    np.testing.assert_allclose(table["aesthetic-score"], want, atol=5e-3)
+
+
+def test_missing_weights_fail_before_work_naming_the_path(pipeline, tmp_path):
+    path = _yaml(tmp_path, weights="nowhere/aesthetic.pt")
+    with pytest.raises(MissingWeightsError, match="nowhere/aesthetic.pt"):
+        load_config(path)
+    recipe = pipeline["recipe"].model_copy(update={"scores": path, "root": str(tmp_path / "x")})
+    with pytest.raises(MissingWeightsError):
+        scores.run(recipe, 0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_names_are_refused(pipeline, tmp_path):
+    from laionflow.scoring.registry import build
+
+    (tmp_path / "s.yaml").write_text("models: [clip]\npostprocess_columns: [clip-scor]\n")
+    with pytest.raises(ValueError, match="clip-scor"):
+        build(load_config(str(tmp_path / "s.yaml")), pipeline["recipe"].clip)
+    (tmp_path / "s.yaml").write_text("models: [clipp]\n")
+    with pytest.raises(ValueError, match="unknown model 'clipp'"):
+        build(load_config(str(tmp_path / "s.yaml")), pipeline["recipe"].clip)
