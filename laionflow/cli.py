@@ -11,7 +11,16 @@ import sys
 STAGES = {
     **{
         s: (f"laionflow.jobs.{s}", "run")
-        for s in ("metadata", "filter", "download", "annotate", "embed", "index", "report")
+        for s in (
+            "metadata",
+            "filter",
+            "download",
+            "annotate",
+            "embed",
+            "index",
+            "report",
+            "semdedup",
+        )
     },
     "pack_fetch": ("laionflow.jobs.packs", "fetch"),
     "pack_extract": ("laionflow.jobs.packs", "extract"),

@@ -174,6 +174,15 @@ class IndexConfig(_Strict):
     min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
 
 
+class DedupConfig(_Strict):
+    """Semantic near-duplicate removal (stage ``semdedup``)."""
+
+    #: cosine similarity (after centring) at or above which two images are near-duplicates
+    threshold: float = Field(default=0.99, gt=0, le=1)
+    k: int = Field(default=16, ge=2, description="neighbours searched per sample")
+    center: bool = True
+
+
 class PrepackagedSource(_Strict):
     """Tar packs and an index file in a Hugging Face dataset repo (laion6m's distribution)."""
 
@@ -202,6 +211,7 @@ class Recipe(_Strict):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     repair: RepairConfig = Field(default_factory=RepairConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     #: scores YAML (dataset2metadata style) for the ``scores`` stage; none: no scores
     scores: str | None = None
     source: Literal["rederive", "prepackaged"] = "rederive"

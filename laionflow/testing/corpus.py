@@ -93,6 +93,9 @@ class CorpusSpec:
     foreign_fraction: float = 0.04
     min_side: int = 96
     max_side: int = 640
+    #: groups of planted near-duplicates: an image, an exact copy and a resized copy, each at
+    #: its own URL with its own caption (exact url+caption dedup keeps all three)
+    near_duplicates: int = 0
 
 
 @dataclass
@@ -106,6 +109,7 @@ class CorpusManifest:
     duplicates: int
     images: int
     planted: dict = field(default_factory=dict)
+    near_duplicate_groups: list[list[str]] = field(default_factory=list)
 
 
 def _image_bytes(rng: np.random.Generator, w: int, h: int, fmt: str) -> bytes:
@@ -127,6 +131,43 @@ def _image_bytes(rng: np.random.Generator, w: int, h: int, fmt: str) -> bytes:
     else:
         img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def _plant_near_duplicates(df, out: Path, base_url: str, spec: CorpusSpec, rng) -> list:
+    """Pick clean live rows (no filter rule of any recipe rejects them) and add, per row, an
+    exact copy and a 60 % resized copy of its image under new names and captions."""
+    clean = df[
+        ~df["URL"].str.contains("/gone-")
+        & (df["similarity"] >= 0.3)
+        & (df["NSFW"] != "NSFW")
+        & (df["WIDTH"] >= 128)
+        & (df["HEIGHT"] >= 128)
+        & (df["WIDTH"] <= 3 * df["HEIGHT"])
+        & (df["HEIGHT"] <= 3 * df["WIDTH"])
+        & (df["punsafe"] < 0.98)
+        & (df["AESTHETIC_SCORE"] >= 4.5)
+        & (df["LANGUAGE"] == "en")
+    ]
+    picks = rng.choice(clean.index.to_numpy(), size=spec.near_duplicates, replace=False)
+    groups = []
+    for g, i in enumerate(sorted(picks)):
+        src = df.loc[i]
+        name = src["URL"].rsplit("/", 1)[1]
+        data = (out / "images" / name).read_bytes()
+        exact = f"dupx-{g:04d}-{name}"
+        (out / "images" / exact).write_bytes(data)
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        small = img.resize((max(1, img.width * 3 // 5), max(1, img.height * 3 // 5)), Image.LANCZOS)
+        buf = io.BytesIO()
+        small.save(buf, "JPEG", quality=92)
+        resized = f"dupr-{g:04d}.jpg"
+        (out / "images" / resized).write_bytes(buf.getvalue())
+        copies = pd.DataFrame([src, src])
+        copies["URL"] = [f"{base_url}/images/{exact}", f"{base_url}/images/{resized}"]
+        copies["TEXT"] = [f"{src['TEXT']} (copy)", f"{src['TEXT']} (resized)"]
+        copies["SAMPLE_ID"] = [str(3_000_000 + 2 * g), str(3_000_001 + 2 * g)]
+        groups.append(([src["URL"], *copies["URL"]], copies))
+    return groups
 
 
 def build_corpus(
@@ -206,6 +247,9 @@ def build_corpus(
     dups["SAMPLE_ID"] = [str(2_000_000 + k) for k in range(n_dup)]
     dups["similarity"] = np.round(rng.uniform(0.3, 0.45, size=n_dup), 6)
     df = pd.concat([df, dups], ignore_index=True)
+    groups = _plant_near_duplicates(df, out, base_url, spec, rng) if spec.near_duplicates else []
+    if groups:
+        df = pd.concat([df, *(g[1] for g in groups)], ignore_index=True)
     df = df.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
 
     df = df[list(FLAVOURS[spec.flavour])]
@@ -235,6 +279,7 @@ def build_corpus(
         duplicates=n_dup,
         images=n - dead,
         planted=planted,
+        near_duplicate_groups=[g[0] for g in groups],
     )
     (out / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
