@@ -22,6 +22,7 @@ STAGES = {
             "semdedup",
         )
     },
+    "score_filter": ("laionflow.jobs.scorefilter", "run"),
     "pack_fetch": ("laionflow.jobs.packs", "fetch"),
     "pack_extract": ("laionflow.jobs.packs", "extract"),
     "pack_index": ("laionflow.jobs.packs", "index"),

@@ -183,6 +183,24 @@ class DedupConfig(_Strict):
     center: bool = True
 
 
+class ScoreFilterConfig(_Strict):
+    """Stage ``score_filter``: keep samples by a scores column (one of threshold/top_fraction)."""
+
+    column: str = "clip-score"
+    threshold: float | None = None
+    top_fraction: float | None = Field(default=0.3, gt=0, le=1)
+    reshard: bool = False
+    samples_per_shard: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ScoreFilterConfig:
+        if self.threshold is not None:
+            self.__dict__["top_fraction"] = None  # an explicit threshold wins over the default
+        elif self.top_fraction is None:
+            raise ValueError("score_filter needs `threshold` or `top_fraction`")
+        return self
+
+
 class PrepackagedSource(_Strict):
     """Tar packs and an index file in a Hugging Face dataset repo (laion6m's distribution)."""
 
@@ -212,6 +230,7 @@ class Recipe(_Strict):
     index: IndexConfig = Field(default_factory=IndexConfig)
     repair: RepairConfig = Field(default_factory=RepairConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    score_filter: ScoreFilterConfig = Field(default_factory=ScoreFilterConfig)
     #: scores YAML (dataset2metadata style) for the ``scores`` stage; none: no scores
     scores: str | None = None
     source: Literal["rederive", "prepackaged"] = "rederive"

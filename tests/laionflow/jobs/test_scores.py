@@ -113,3 +113,58 @@ def test_unknown_names_are_refused(pipeline, tmp_path):
     (tmp_path / "s.yaml").write_text("models: [clipp]\n")
     with pytest.raises(ValueError, match="unknown model 'clipp'"):
         build(load_config(str(tmp_path / "s.yaml")), pipeline["recipe"].clip)
+
+
+def test_score_filter_threshold_top_fraction_and_reshard(pipeline, tmp_path):
+    import glob
+    import math
+
+    import webdataset as wds
+
+    from laionflow.jobs import scorefilter
+
+    (tmp_path / "clip.yaml").write_text("models: [clip]\npostprocess_columns: [clip-score]\n")
+    recipe = pipeline["recipe"].model_copy(update={"scores": str(tmp_path / "clip.yaml")})
+    for part in (0, 1):
+        scores.run(recipe, part, force=True)
+    root = recipe.dataset_root
+    all_scores = pd.concat(
+        pd.read_parquet(f"{root}/scores/part_{p:05d}/scores.parquet") for p in (0, 1)
+    )
+    median = float(all_scores["clip-score"].median())
+    by_threshold = recipe.model_copy(
+        update={"score_filter": recipe.score_filter.model_copy(update={"threshold": median})}
+    )
+    summary = scorefilter.run(by_threshold)
+    kept = pd.read_parquet(f"{root}/scores/kept.parquet")
+    assert summary["kept"] == len(kept) == int((all_scores["clip-score"] >= median).sum())
+    assert sorted(kept["score"]) == sorted(
+        all_scores[all_scores["clip-score"] >= median]["clip-score"]
+    )
+
+    top = recipe.model_copy(
+        update={
+            "score_filter": recipe.score_filter.model_copy(
+                update={
+                    "threshold": None,
+                    "top_fraction": 0.25,
+                    "reshard": True,
+                    "samples_per_shard": 20,
+                }
+            )
+        }
+    )
+    summary = scorefilter.run(top)
+    kept = pd.read_parquet(f"{root}/scores/kept.parquet")
+    n = math.ceil(0.25 * len(all_scores))
+    assert len(kept) == n == summary["kept"]
+    assert kept["score"].min() >= all_scores["clip-score"].nlargest(n).min()
+    tars = sorted(glob.glob(f"{root}/scores/shards/*.tar"))
+    assert len(tars) == summary["shards"] == math.ceil(n / 20)
+    keys = [
+        s["__key__"]
+        for t in tars
+        for s in wds.WebDataset(f"file:{t}", shardshuffle=False, empty_check=False)
+    ]
+    want = [f"{p:05d}_{k}" for p, k in zip(kept["part"], kept["key"], strict=True)]
+    assert sorted(keys) == sorted(want) and len(keys) == len(set(keys))
