@@ -108,6 +108,10 @@ def recipe_dag(
             retry_exponential_backoff=True,
             **gpu_placement(),
         )
+        scores = per_part("scores", **gpu_placement())  # skipped unless the recipe has a YAML
+        score_filter = LaionflowStageOperator(
+            task_id="score_filter", stage="score_filter", config_path=config
+        )
         index = LaionflowStageOperator(
             task_id="index",
             outlets=[asset(recipe, "index")],
@@ -115,12 +119,13 @@ def recipe_dag(
             config_path=config,
             force=force,
         )
+        semdedup = LaionflowStageOperator(task_id="semdedup", stage="semdedup", config_path=config)
         report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
         available >> metadata >> filter_job >> part_list
         if prepackaged:
             _prepackaged_branch(recipe, planned, available)
         gate >> download
-        download >> annotate >> embed >> index >> report
+        download >> annotate >> embed >> scores >> score_filter >> index >> semdedup >> report
     return dag
 
 

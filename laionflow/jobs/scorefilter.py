@@ -40,6 +40,8 @@ def _scores(layout: Layout, column: str):
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
+    if not recipe.scores:
+        return {"stage": "score_filter", "skipped": "no scores config in the recipe"}
     cfg = recipe.score_filter
     layout = Layout(recipe.dataset_root)
     df = _scores(layout, cfg.column)

@@ -55,13 +55,13 @@ def _collate(batch):
 
 
 def run(recipe: Recipe, part: int, force: bool = False) -> dict:
+    if not recipe.scores:
+        return {"stage": "scores", "part": part, "skipped": "no scores config in the recipe"}
     import torch
 
     from laionflow.scoring.config import load_config
     from laionflow.scoring.registry import build, order
 
-    if not recipe.scores:
-        return {"stage": "scores", "part": part, "skipped": "no scores config in the recipe"}
     cfg = load_config(recipe.scores)  # fails on a missing weights file, before any work
     reg = build(cfg, recipe.clip)
     layout = Layout(recipe.dataset_root)
