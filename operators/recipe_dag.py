@@ -2,13 +2,18 @@
 
 Shape: plan → metadata_available (sensor, reschedule mode) → metadata → filter
 (spark-submit) → parts → estimate (stops on ``max_output_bytes``, short-circuits a dry run)
-→ download[part] → annotate[part] → embed[part] (pool ``gpu``) → index → report.
+→ download[part] → annotate[part] → embed[part] (pool ``gpu``) → scores[part] → score_filter
+→ index → semdedup → report. Where CLIP inference runs is a deployment setting
+(``$LAIONFLOW_EMBED_ENGINE``): ``local`` (default) maps the stage over the parts on the workers
+(queue ``$LAIONFLOW_GPU_QUEUE``), ``spark`` submits one Spark job whose tasks share the parts
+over the cluster's GPUs (``spark.task.resource.gpu.amount``). Same job code either way.
 Nothing here reads files or imports laionflow's
 heavy modules at parse time: the recipe is loaded and validated by ``plan`` at run time.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +31,20 @@ NETWORK_RETRIES = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=30),
 }
+
+
+def spark_gpu_conf() -> dict[str, str]:
+    """Spark GPU scheduling for the inference job: ``$LAIONFLOW_SPARK_GPUS_PER_EXECUTOR`` GPUs
+    per executor, one per task, found by ``$LAIONFLOW_SPARK_GPU_DISCOVERY`` (Spark's
+    ``getGpusResources.sh``). Unset: no GPU resources (tasks run on CPU)."""
+    gpus = os.environ.get("LAIONFLOW_SPARK_GPUS_PER_EXECUTOR")
+    if not gpus:
+        return {}
+    conf = {"spark.executor.resource.gpu.amount": gpus, "spark.task.resource.gpu.amount": "1"}
+    script = os.environ.get("LAIONFLOW_SPARK_GPU_DISCOVERY")
+    if script:
+        conf["spark.executor.resource.gpu.discoveryScript"] = script
+    return conf
 
 
 def recipe_dag(
@@ -102,12 +121,24 @@ def recipe_dag(
 
         download = per_part("download", **NETWORK_RETRIES)
         annotate = per_part("annotate", outlets=[asset(recipe, "shards")])
-        embed = per_part(
-            "embed",
-            outlets=[asset(recipe, "embeddings")],
-            retry_exponential_backoff=True,
-            **gpu_placement(),
-        )
+        if os.environ.get("LAIONFLOW_EMBED_ENGINE", "local") == "spark":
+            embed = LaionflowSparkSubmitOperator(
+                task_id="embed",
+                job="embed_parts.py",
+                conn_id=os.environ.get("LAIONFLOW_EMBED_SPARK_CONN", "spark_default"),
+                pool="gpu",
+                conf=spark_gpu_conf(),
+                application_args=["--config", config],
+                outlets=[asset(recipe, "embeddings")],
+            )
+            part_list >> embed
+        else:
+            embed = per_part(
+                "embed",
+                outlets=[asset(recipe, "embeddings")],
+                retry_exponential_backoff=True,
+                **gpu_placement(),
+            )
         scores = per_part("scores", **gpu_placement())  # skipped unless the recipe has a YAML
         score_filter = LaionflowStageOperator(
             task_id="score_filter", stage="score_filter", config_path=config

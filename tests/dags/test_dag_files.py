@@ -27,10 +27,16 @@ def test_laion400m_shape():
         "download",
         "annotate",
         "embed",
+        "scores",
+        "score_filter",
         "index",
+        "semdedup",
         "report",
     }
     t = dag.task_dict
+    assert t["scores"].upstream_task_ids >= {"embed"} and t["scores"].pool == "gpu"
+    assert t["index"].upstream_task_ids >= {"score_filter"}
+    assert t["report"].upstream_task_ids >= {"semdedup"}
     assert t["plan"].downstream_task_ids >= {"metadata"}
     assert t["filter"].upstream_task_ids == {"metadata", "plan"}
     assert t["metadata_available"].mode == "reschedule"
@@ -78,3 +84,23 @@ def test_dag_files_import_nothing_heavy():
     code = PROBE.format(root=str(DAGS.parent), files=files, heavy=HEAVY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_inference_engine_setting_moves_embed_to_a_spark_gpu_job(monkeypatch):
+    from operators.recipe_dag import recipe_dag
+    from operators.spark import LaionflowSparkSubmitOperator
+    from operators.stage import LaionflowStageOperator
+
+    local = recipe_dag("laion400m").get_task("embed")
+    assert local.operator_class is LaionflowStageOperator or isinstance(
+        local, LaionflowStageOperator
+    )
+    monkeypatch.setenv("LAIONFLOW_EMBED_ENGINE", "spark")
+    monkeypatch.setenv("LAIONFLOW_SPARK_GPUS_PER_EXECUTOR", "4")
+    monkeypatch.setenv("LAIONFLOW_SPARK_GPU_DISCOVERY", "/opt/spark/getGpusResources.sh")
+    task = recipe_dag("laion400m").get_task("embed")
+    assert isinstance(task, LaionflowSparkSubmitOperator) and task.job == "embed_parts.py"
+    assert task.pool == "gpu"
+    assert task.conf["spark.task.resource.gpu.amount"] == "1"
+    assert task.conf["spark.executor.resource.gpu.amount"] == "4"
+    assert "getGpusResources.sh" in task.conf["spark.executor.resource.gpu.discoveryScript"]
