@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from laionflow import clip_model, failpoints, fs
+from laionflow.jobs import gpu_decode
 from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
@@ -44,6 +45,21 @@ class _Decode:
         caption = sample.get("txt", b"").decode("utf-8")
         meta = json.loads(sample["json"]) if "json" in sample else {}
         return sample["__key__"], self.preprocess(image), caption, meta
+
+
+class _Bytes:
+    """Picklable sample reader for the tensor path: (key, encoded image bytes, caption, meta)."""
+
+    def __call__(self, sample: dict):
+        ext = next(e for e in IMAGE_EXT if e in sample)
+        caption = sample.get("txt", b"").decode("utf-8")
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        return sample["__key__"], sample[ext], caption, meta
+
+
+def _collate_bytes(batch):
+    keys, blobs, captions, metas = zip(*batch, strict=True)
+    return list(keys), list(blobs), list(captions), list(metas)
 
 
 def _collate(batch):
@@ -95,15 +111,21 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
     captions: list[str] = []
     metas: list[dict] = []
     img_chunks, txt_chunks = [], []
+    use_tensor = cfg.decode == "tensor" or (
+        cfg.decode == "auto" and device.startswith("cuda") and gpu_decode.available(device)
+    )
     urls = [t if "://" in t else f"file:{t}" for t in tars]
-    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(_Decode(preprocess))
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
+        _Bytes() if use_tensor else _Decode(preprocess)
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         num_workers=min(cfg.num_workers, len(tars)),
-        collate_fn=_collate,
-        pin_memory=device == "cuda",
+        collate_fn=_collate_bytes if use_tensor else _collate,
+        pin_memory=device == "cuda" and not use_tensor,
     )
+    log.info("embed: %s decode on %s", "batched tensor" if use_tensor else "PIL", device)
     if not tars:  # every download of the part failed: an empty batch, still aligned
         loader = []
     autocast = (
@@ -113,6 +135,9 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
     )
     with torch.inference_mode():
         for bkeys, images, bcaps, bmetas in loader:
+            if use_tensor:
+                decoded = gpu_decode.decode(images, device)
+                images = gpu_decode.preprocess(decoded, model.visual.preprocess_cfg)
             images = images.to(device, non_blocking=True)
             tokens = tokenizer(bcaps).to(device, non_blocking=True)
             with autocast:

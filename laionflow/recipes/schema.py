@@ -163,6 +163,9 @@ class ClipConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=256, ge=1)
     num_workers: int = Field(default=2, ge=0)
+    #: ``tensor``: JPEGs decoded and preprocessed as a batch on the model's device (nvjpeg on a
+    #: GPU); ``pil``: PIL in DataLoader workers; ``auto``: tensor on CUDA when nvjpeg works
+    decode: Literal["auto", "pil", "tensor"] = "auto"
 
 
 class IndexConfig(_Strict):
