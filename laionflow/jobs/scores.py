@@ -30,14 +30,18 @@ log = logging.getLogger(__name__)
 class _Prepare:
     """DataLoader-side: decode once, apply every image preprocessor the models need."""
 
-    def __init__(self, image_preps: dict):
+    def __init__(self, image_preps: dict, draft_size: int | None = None):
         self.image_preps = image_preps
+        self.draft_size = draft_size
 
     def __call__(self, sample: dict):
         from PIL import Image
 
         ext = next(e for e in IMAGE_EXT if e in sample)
-        image = Image.open(io.BytesIO(sample[ext])).convert("RGB")
+        image = Image.open(io.BytesIO(sample[ext]))
+        if self.draft_size and image.format == "JPEG":  # as the embed stage decodes
+            image.draft("RGB", (self.draft_size, self.draft_size))
+        image = image.convert("RGB")
         meta = json.loads(sample["json"]) if "json" in sample else {}
         caption = sample.get("txt", b"").decode("utf-8")
         return sample["__key__"], {n: f(image) for n, f in self.image_preps.items()}, caption, meta
@@ -52,6 +56,14 @@ def _collate(batch):
         values = [p[name] for p in preps]
         stacked[name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return list(keys), stacked, list(captions), list(metas)
+
+
+def _draft_size(models: dict, image_preps: dict) -> int | None:
+    """Decode JPEGs at reduced scale (as the embed stage does) only when every image
+    preprocessor is a built-in one that reads no more than the CLIP input size."""
+    if "clip" not in models or set(image_preps) - {"clip-aug", "phash-gray"}:
+        return None
+    return min(models["clip"].model.visual.image_size)
 
 
 def run(recipe: Recipe, part: int, force: bool = False) -> dict:
@@ -89,7 +101,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         import webdataset as wds
 
         data = wds.WebDataset(tars, shardshuffle=False, empty_check=False).map(
-            _Prepare(image_preps)
+            _Prepare(image_preps, _draft_size(models, image_preps))
         )
         loader = torch.utils.data.DataLoader(
             data,

@@ -80,12 +80,11 @@ def test_query_with_k_larger_than_the_index_returns_every_vector_once(pipeline):
 
 
 def test_recomputed_embedding_of_sampled_tar_samples_equals_the_stored_row(pipeline):
-    """Alignment: embedding a sample straight from its tar (PIL + the model's own preprocess,
-    one at a time, float32) gives the stored float16 row, within 2e-3 per component."""
-    import io
+    """Alignment: embedding a sample straight from its tar, one at a time in float32, with the
+    job's own decoder (PIL, JPEG draft scaling, the model's preprocess) gives the stored
+    float16 row, within 2e-3 per component."""
 
     import torch
-    from PIL import Image
 
     from laionflow import clip_model
 
@@ -106,7 +105,7 @@ def test_recomputed_embedding_of_sampled_tar_samples_equals_the_stored_row(pipel
     )
     for s in samples[:: max(1, len(samples) // 12)]:
         with torch.inference_mode():
-            x = preprocess(Image.open(io.BytesIO(s["jpg"])).convert("RGB"))[None]
+            x = embed._Decode(preprocess, min(model.visual.image_size))(s)[1][None]
             emb = torch.nn.functional.normalize(model.encode_image(x), dim=-1)[0].numpy()
         i = row_of[s["__key__"]]
         np.testing.assert_allclose(img[i], emb, atol=2e-3)
