@@ -26,6 +26,17 @@ def small_overrides(root: Path, corpus, checkpoint: str, **extra) -> dict:
     return base
 
 
+def filtered_part(root: Path, urls: list[str], captions: list[str] | None = None) -> None:
+    """Write ``ROOT/laion400m/metadata/filtered/part-00000.parquet`` (url, caption): a part as
+    the filter stage leaves it, for tests that start at the download stage."""
+    import pandas as pd
+
+    folder = Path(root) / "laion400m" / "metadata" / "filtered"
+    folder.mkdir(parents=True, exist_ok=True)
+    captions = captions or [f"caption {i}" for i in range(len(urls))]
+    pd.DataFrame({"url": urls, "caption": captions}).to_parquet(folder / "part-00000.parquet")
+
+
 def small_run_conf(root: Path, metadata_urls: list[str], checkpoint: str, **extra) -> dict:
     """Trigger conf (the DAG Params) of a small, fast recipe run on a fixture."""
     conf = {

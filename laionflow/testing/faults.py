@@ -61,6 +61,28 @@ KINDS: dict[str, tuple[Fault, bool]] = {
 }
 
 
+#: what the download stage must record for a URL whose fault never heals: its failure reason,
+#: or ``success`` where img2dataset still gets a decodable image (slow body, wrong content
+#: type, a redirect to an allowed address)
+OUTCOME: dict[str, str] = {
+    "404": "http_404",
+    "429": "http_429",
+    "500": "http_500",
+    "503": "http_503",
+    "timeout": "timeout",
+    "truncate": "truncated",
+    "corrupt": "decode_error",
+    "noai": "opt_out",
+    "huge": "too_large",
+    "redirect": "success",
+    "redirect_loopback": "blocked_address",
+    "content_type": "success",
+    "slow": "success",
+}
+#: faults the server answers before looking for the file (a dead URL gets them too)
+BEFORE_FILE = {"404", "429", "500", "503", "timeout", "redirect_loopback"}
+
+
 def _unit(*parts: object) -> float:
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64

@@ -14,6 +14,7 @@ from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import Fault
 from laionflow.testing.server import FixtureServer
+from tests.helpers import filtered_part
 
 
 @pytest.mark.parametrize(
@@ -60,11 +61,7 @@ def test_allowlist_entries_are_exact():
 
 def _download(tmp_path, urls: list[str], **opts) -> tuple[dict, dict]:
     root = tmp_path / "ds"
-    filtered = root / "laion400m" / "metadata" / "filtered"
-    filtered.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"url": urls, "caption": [f"c{i}" for i in range(len(urls))]}).to_parquet(
-        filtered / "part-00000.parquet"
-    )
+    filtered_part(root, urls)
     recipe = load_recipe(
         "laion400m",
         {

@@ -18,26 +18,11 @@ import pytest
 
 from laionflow import fs
 from laionflow.testing.corpus import CorpusSpec, build_corpus
-from laionflow.testing.faults import KINDS, FaultPlan
+from laionflow.testing.faults import BEFORE_FILE, KINDS, OUTCOME, FaultPlan
 from laionflow.testing.server import FixtureServer
 from tests.helpers import run_dag, small_run_conf
 
-#: the final outcome of a URL whose fault never heals
-PERMANENT = {
-    "404": "http_404",
-    "429": "http_429",
-    "500": "http_500",
-    "503": "http_503",
-    "timeout": "timeout",
-    "truncate": "truncated",
-    "corrupt": "decode_error",
-    "noai": "opt_out",
-    "huge": "too_large",
-    "redirect_loopback": "blocked_address",
-}
-BENIGN = {"slow", "content_type", "redirect"}  # misbehave, yet the image is servable
-#: faults the server answers before looking for the file (a dead URL gets them too)
-BEFORE_FILE = {"404", "429", "500", "503", "timeout", "redirect_loopback"}
+BENIGN = {k for k, v in OUTCOME.items() if v == "success"}  # misbehave, yet servable
 
 
 def _files(root) -> dict[str, str]:
@@ -92,13 +77,13 @@ def _expected(faulty) -> tuple[set[str], collections.Counter, int]:
         faulted += assigned is not None
         permanent = assigned is not None and not assigned[1] and assigned[0] not in BENIGN
         if permanent and assigned[0] in BEFORE_FILE:
-            reasons[PERMANENT[assigned[0]]] += 1
+            reasons[OUTCOME[assigned[0]]] += 1
         elif not (srv.root / path.lstrip("/")).is_file():
             reasons["http_404"] += 1  # the corpus's dead URLs
         elif not permanent:
             servable.add(url)
         else:
-            reasons[PERMANENT[assigned[0]]] += 1
+            reasons[OUTCOME[assigned[0]]] += 1
     return servable, reasons, faulted / len(urls)
 
 

@@ -10,26 +10,10 @@ from laionflow.jobs import download
 from laionflow.jobs.shards import reason_of
 from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
-from laionflow.testing.faults import KINDS, FaultPlan
+from laionflow.testing.faults import KINDS, OUTCOME, FaultPlan
 from laionflow.testing.server import FixtureServer
 
-EXPECTED = {
-    "404": "http_404",
-    "429": "http_429",
-    "500": "http_500",
-    "503": "http_503",
-    "timeout": "timeout",
-    "truncate": "truncated",
-    "corrupt": "decode_error",
-    "noai": "opt_out",
-    "huge": "too_large",
-    "redirect": "success",
-    "redirect_loopback": "blocked_address",
-    # img2dataset decodes whatever it gets: a wrong content type or a slow body is fine
-    "content_type": "success",
-    "slow": "success",
-    None: "success",
-}
+EXPECTED = {**OUTCOME, None: "success"}
 
 
 def test_every_url_is_downloaded_or_failed_with_its_reason(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import Fault
 from laionflow.testing.server import FixtureServer
+from tests.helpers import filtered_part
 
 
 def checksums(folder: str) -> dict[str, str]:
@@ -55,11 +56,7 @@ def test_retryable_failures_are_patched_with_backoff_until_given_up(tmp_path, mo
         for p in paths[6:8]:
             srv.faults[p] = Fault("status", 404, times=-1)
         root = tmp_path / "ds"
-        filtered = root / "laion400m" / "metadata" / "filtered"
-        filtered.mkdir(parents=True)
-        pd.DataFrame({"url": urls, "caption": [f"caption {i}" for i in range(40)]}).to_parquet(
-            filtered / "part-00000.parquet"
-        )
+        filtered_part(root, urls)
         recipe = load_recipe(
             "laion400m",
             {
