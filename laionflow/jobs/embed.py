@@ -128,7 +128,7 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
     )
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
+        batch_size=gpu_decode.batch_size_for(model, device, cfg.batch_size),
         num_workers=min(cfg.num_workers, len(tars)),
         collate_fn=_collate_bytes if use_tensor else _collate,
         pin_memory=device == "cuda" and not use_tensor,

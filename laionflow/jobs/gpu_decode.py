@@ -1,6 +1,7 @@
-"""The fast image path of the inference job: JPEG bytes decoded and preprocessed as a batch on
-the model's device (``torchvision.io.decode_jpeg(device="cuda")`` on a GPU), instead of PIL in
-DataLoader workers. DataLoader workers then only read tars and hand over bytes.
+"""The fast image path of the inference job: JPEG bytes decoded and preprocessed as a batch
+on the model's device (``torchvision.io.decode_jpeg(device="cuda")`` on a GPU), instead of PIL
+in DataLoader workers, which then only read tars and hand over bytes; and the batch size
+chosen from the GPU's free memory.
 
 The preprocessing reproduces open_clip's own transform from the model's ``preprocess_cfg``
 (resize the shortest side with bicubic antialiasing, centre crop, scale, normalise) with torch
@@ -62,6 +63,30 @@ def preprocess(images: list[torch.Tensor], cfg: dict) -> torch.Tensor:
         x = x[..., top : top + h, left : left + w].clamp(0, 255) / 255.0
         batch.append((x[0] - mean) / std)
     return torch.stack(batch)
+
+
+def fit_batch_size(free_bytes: int, per_sample_bytes: int, floor: int, cap: int = 4096) -> int:
+    """Largest power of two ≥ ``floor`` whose activations use at most half the free memory."""
+    n = max(1, floor)
+    while n * 2 <= cap and n * 2 * per_sample_bytes <= free_bytes // 2:
+        n *= 2
+    return n
+
+
+def batch_size_for(model, device: str, configured: int) -> int:
+    """On CUDA, measure one small batch's peak memory per sample and size the batch from the
+    free memory (never below the configured size); elsewhere the configured size."""
+    if not device.startswith("cuda"):
+        return configured
+    side = min(model.visual.image_size)
+    probe = torch.zeros(8, 3, side, side, device=device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        model.encode_image(probe)
+    per_sample = max(1, (torch.cuda.max_memory_allocated(device) - before) // 8)
+    free, _ = torch.cuda.mem_get_info(device)
+    return fit_batch_size(free, int(per_sample), configured)
 
 
 def _tiny_jpeg() -> bytes:

@@ -56,3 +56,11 @@ def test_tensor_path_embeddings_agree_with_the_pil_path(pipeline, corpus, checkp
     b = np.load(f"{theirs}/img_emb/img_emb_0.npy").astype(np.float32)
     cos = (a * b).sum(1)
     assert cos.min() > 0.995, cos.min()
+
+
+def test_batch_size_grows_with_free_memory_and_never_below_the_configured_one():
+    mib = 1 << 20
+    assert gpu_decode.fit_batch_size(80_000 * mib, 4 * mib, floor=256) == 4096  # capped
+    assert gpu_decode.fit_batch_size(8_000 * mib, 4 * mib, floor=256) == 512  # half of free
+    assert gpu_decode.fit_batch_size(100 * mib, 4 * mib, floor=256) == 256  # floor
+    assert gpu_decode.batch_size_for(None, "cpu", 128) == 128  # CPU: as configured
