@@ -40,6 +40,8 @@ class ScoresConfig(BaseModel):
     postprocess_features: list[str] = Field(default_factory=list)
     additional_fields: list[str] = Field(default_factory=list)
     custom_pypath: str | None = None
+    #: checkpoint of the optional ``detoxify`` model (text toxicity; ``pip install detoxify``)
+    detoxify_checkpoint: str | None = None
     batch_size: int = Field(default=256, ge=1)
     num_workers: int = Field(default=0, ge=0)
 
@@ -59,6 +61,17 @@ def load_config(path: str) -> ScoresConfig:
         head.weights = here(head.weights)
         if not os.path.exists(head.weights):
             raise MissingWeightsError(f"weights of head {name!r} not found: {head.weights}")
+    if "detoxify" in cfg.models:
+        import importlib.util
+
+        if importlib.util.find_spec("detoxify") is None:
+            raise ImportError("model 'detoxify' needs the detoxify package: pip install detoxify")
+        if not cfg.detoxify_checkpoint or not os.path.exists(here(cfg.detoxify_checkpoint)):
+            raise MissingWeightsError(
+                f"model 'detoxify' needs detoxify_checkpoint (a local file): "
+                f"{cfg.detoxify_checkpoint!r} not found"
+            )
+        cfg.detoxify_checkpoint = here(cfg.detoxify_checkpoint)
     if cfg.custom_pypath:
         cfg.custom_pypath = here(cfg.custom_pypath)
         if not os.path.exists(cfg.custom_pypath):

@@ -46,6 +46,28 @@ class PHash(torch.nn.Module):
         return [f"{int((b.astype(np.uint64) * weights).sum()):016x}" for b in bits]
 
 
+def detoxify_class(checkpoint: str | None) -> type:
+    """Text toxicity with Unitary's detoxify (optional package), from a local checkpoint."""
+
+    class Detox(torch.nn.Module):
+        name = "detoxify"
+        raw_inputs = ["text"]
+        preprocessors = ["raw-text"]
+        dependencies: list[str] = []
+        to_device = False
+
+        def __init__(self, device: str) -> None:
+            super().__init__()
+            from detoxify import Detoxify
+
+            self.model = Detoxify("original", checkpoint=checkpoint, device=device)
+
+        def forward(self, captions: list[str]):
+            return self.model.predict(captions)["toxicity"]
+
+    return Detox
+
+
 def clip_model_class(cfg: ClipConfig) -> type:
     """The recipe's open_clip model as a registry model: normalised image and text embeddings."""
 
@@ -121,17 +143,22 @@ class Registry:
 
 def build(cfg: ScoresConfig, clip_cfg: ClipConfig) -> Registry:
     reg = Registry(
-        models={"clip": clip_model_class(clip_cfg), "phash": PHash},
-        preprocessors={"phash-gray": dhash_gray},
+        models={
+            "clip": clip_model_class(clip_cfg),
+            "phash": PHash,
+            "detoxify": detoxify_class(cfg.detoxify_checkpoint),
+        },
+        preprocessors={"phash-gray": dhash_gray, "raw-text": lambda captions: captions},
         columns={
             "clip-score": lambda out: (out["clip"][0] * out["clip"][1]).sum(-1).tolist(),
             "phash": lambda out: out["phash"],
+            "detoxify-toxicity": lambda out: _rows(out["detoxify"]),
         },
         features={
             "clip-image": lambda out: out["clip"][0].cpu().numpy().astype(np.float16),
             "clip-text": lambda out: out["clip"][1].cpu().numpy().astype(np.float16),
         },
-        text={"clip-tokens"},
+        text={"clip-tokens", "raw-text"},
     )
     for name, head in cfg.heads.items():
         reg.models[name] = head_class(name, head)

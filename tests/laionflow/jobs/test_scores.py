@@ -168,3 +168,17 @@ def test_score_filter_threshold_top_fraction_and_reshard(pipeline, tmp_path):
     ]
     want = [f"{p:05d}_{k}" for p, k in zip(kept["part"], kept["key"], strict=True)]
     assert sorted(keys) == sorted(want) and len(keys) == len(set(keys))
+
+
+def test_detoxify_is_optional_and_its_absence_is_a_clear_error(tmp_path):
+    import importlib.util
+
+    (tmp_path / "d.yaml").write_text(
+        "models: [detoxify]\npostprocess_columns: [detoxify-toxicity]\n"
+    )
+    if importlib.util.find_spec("detoxify") is None:
+        with pytest.raises(ImportError, match="pip install detoxify"):
+            load_config(str(tmp_path / "d.yaml"))
+    else:
+        with pytest.raises(MissingWeightsError, match="detoxify_checkpoint"):
+            load_config(str(tmp_path / "d.yaml"))
