@@ -46,6 +46,8 @@ def main() -> None:
     import faiss
     from autofaiss import build_index
 
+    from laionflow.query import apply_search_params
+
     rng = np.random.default_rng(0)
     x = clustered(args.n + args.queries, args.dim, args.clusters, rng)
     base, queries = x[: args.n], x[args.n :]
@@ -66,12 +68,16 @@ def main() -> None:
         )
         build_s = time.perf_counter() - t
         index = faiss.read_index(f"{tmp}/image.index", faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        apply_search_params(index, f"{tmp}/infos.json")  # as laionflow's IndexReader does
         _, got = index.search(queries, 10)
         recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, truth, strict=True)])
         ours = latencies(index, queries)
     flat = latencies(exact, queries[:200])
     print(f"vectors={args.n} dim={args.dim} clusters={args.clusters} budget={args.budget}")
-    print(f"index            : {info.get('index_key')} built in {build_s:.1f} s")
+    print(
+        f"index            : {info.get('index_key')} {info.get('index_param')}, "
+        f"built in {build_s:.1f} s"
+    )
     print(f"recall@10        : {recall:.4f}  (goal >= 0.95)")
     print(f"latency p50/p99  : {ours[0]:.2f} / {ours[1]:.2f} ms  (goal p50 <= 10 ms)")
     print(f"exact faiss      : {flat[0]:.2f} / {flat[1]:.2f} ms p50/p99")

@@ -7,6 +7,18 @@ import numpy as np
 from laionflow import fs
 
 
+def apply_search_params(index, infos_path: str) -> None:
+    """Re-apply the search hyperparameters autofaiss tuned for its latency target (e.g.
+    ``efSearch``, ``nprobe``): a saved index does not always carry them, and without them
+    recall drops (0.93 instead of 0.98 on 1M vectors in ``bench/index.py``)."""
+    import faiss
+
+    if fs.exists(infos_path):
+        param = fs.read_json(infos_path).get("index_param")
+        if param:
+            faiss.ParameterSpace().set_index_parameters(index, param)
+
+
 class IndexReader:
     """Memory-mapped image/text indices plus the aligned metadata of ``index/``."""
 
@@ -20,6 +32,8 @@ class IndexReader:
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
         self.image = faiss.read_index(f"{self.dir}/image.index", flags)
         self.text = faiss.read_index(f"{self.dir}/text.index", flags)
+        for kind, index in (("image", self.image), ("text", self.text)):
+            apply_search_params(index, f"{self.dir}/{kind}_infos.json")
         files = [p for p in fs.ls(f"{self.dir}/metadata") if p.endswith(".parquet")]
         self.metadata = pa.concat_tables(pq.read_table(p) for p in files)
         if self.metadata.num_rows != self.image.ntotal:

@@ -110,3 +110,18 @@ def test_recomputed_embedding_of_sampled_tar_samples_equals_the_stored_row(pipel
         i = row_of[s["__key__"]]
         np.testing.assert_allclose(img[i], emb, atol=2e-3)
         assert meta["caption"][i] == s["txt"].decode() and meta["url"][i]
+
+
+def test_tuned_search_params_are_applied_when_an_index_is_loaded(tmp_path):
+    import json
+
+    import faiss
+
+    from laionflow.query import apply_search_params
+
+    index = faiss.IndexHNSWFlat(8, 4)
+    index.add(np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32))
+    assert index.hnsw.efSearch != 77
+    (tmp_path / "infos.json").write_text(json.dumps({"index_param": "efSearch=77"}))
+    apply_search_params(index, str(tmp_path / "infos.json"))
+    assert index.hnsw.efSearch == 77
