@@ -1,9 +1,12 @@
 # laionflow image: Airflow 3.3.2 + JDK 17 (Spark) + the pinned project.
-# GPU variant: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 and run
-# the worker on queue "gpu" with a device reservation (see docker-compose.yaml).
+# GPU variant: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 (the
+# same torch/torchvision versions, CUDA build; the CPU stub step then does nothing) and run the
+# worker on queue "gpu" with a device reservation (docker-compose.yaml, profile "gpu").
 FROM apache/airflow:3.3.2-python3.11
 
 USER root
+# Debian security updates replace exact versions; the base image pins the distribution
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless g++ curl \
  && rm -rf /var/lib/apt/lists/*
@@ -16,7 +19,7 @@ COPY --chown=airflow:root laionflow ./laionflow
 COPY --chown=airflow:root operators ./operators
 COPY --chown=airflow:root spark_jobs ./spark_jobs
 ARG TORCH_INDEX=""
-RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" torch torchvision; fi \
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" torch==2.13.0 torchvision==0.28.0; fi \
  && pip install --no-cache-dir -c constraints.txt . \
  && python -m laionflow.setup.torchvision_cpu
 # s3a for Spark clusters reading the dataset root directly from S3
