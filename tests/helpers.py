@@ -26,15 +26,24 @@ def small_overrides(root: Path, corpus, checkpoint: str, **extra) -> dict:
     return base
 
 
-def filtered_part(root: Path, urls: list[str], captions: list[str] | None = None) -> None:
-    """Write ``ROOT/laion400m/metadata/filtered/part-00000.parquet`` (url, caption): a part as
-    the filter stage leaves it, for tests that start at the download stage."""
+def part_recipe(root: Path, urls: list[str], **overrides):
+    """A laion400m recipe whose filtered part 0 holds ``urls`` (as the filter stage leaves it),
+    with small download settings: for tests that start at the download stage."""
     import pandas as pd
+
+    from laionflow.recipes import load_recipe
 
     folder = Path(root) / "laion400m" / "metadata" / "filtered"
     folder.mkdir(parents=True, exist_ok=True)
-    captions = captions or [f"caption {i}" for i in range(len(urls))]
+    captions = [f"caption {i}" for i in range(len(urls))]
     pd.DataFrame({"url": urls, "caption": captions}).to_parquet(folder / "part-00000.parquet")
+    base = {
+        "root": str(root),
+        "download.processes": 1,
+        "download.threads": 8,
+        "download.image_size": 32,
+    }
+    return load_recipe("laion400m", {**base, **overrides})
 
 
 def small_run_conf(root: Path, metadata_urls: list[str], checkpoint: str, **extra) -> dict:

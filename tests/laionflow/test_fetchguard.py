@@ -10,11 +10,10 @@ import pytest
 from laionflow.fetchguard import FetchPolicy, check_address
 from laionflow.jobs import download
 from laionflow.jobs.shards import reason_of, states
-from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import Fault
 from laionflow.testing.server import FixtureServer
-from tests.helpers import filtered_part
+from tests.helpers import part_recipe
 
 
 @pytest.mark.parametrize(
@@ -60,18 +59,10 @@ def test_allowlist_entries_are_exact():
 
 
 def _download(tmp_path, urls: list[str], **opts) -> tuple[dict, dict]:
-    root = tmp_path / "ds"
-    filtered_part(root, urls)
-    recipe = load_recipe(
-        "laion400m",
-        {
-            "root": str(root),
-            "download.processes": 1,
-            "download.threads": 8,
-            "download.timeout_s": 3,
-            "download.image_size": 32,
-            **{f"download.{k}": v for k, v in opts.items()},
-        },
+    recipe = part_recipe(
+        tmp_path / "ds",
+        urls,
+        **{"download.timeout_s": 3, **{f"download.{k}": v for k, v in opts.items()}},
     )
     summary = download.run(recipe, 0, force=True)
     got = {

@@ -13,11 +13,10 @@ import webdataset as wds
 
 from laionflow import fs
 from laionflow.jobs import annotate, download, patch
-from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import Fault
 from laionflow.testing.server import FixtureServer
-from tests.helpers import filtered_part
+from tests.helpers import part_recipe
 
 
 def checksums(folder: str) -> dict[str, str]:
@@ -56,14 +55,10 @@ def test_retryable_failures_are_patched_with_backoff_until_given_up(tmp_path, mo
         for p in paths[6:8]:
             srv.faults[p] = Fault("status", 404, times=-1)
         root = tmp_path / "ds"
-        filtered_part(root, urls)
-        recipe = load_recipe(
-            "laion400m",
-            {
-                "root": str(root),
-                "download.processes": 1,
-                "download.threads": 8,
-                "download.image_size": 32,
+        recipe = part_recipe(
+            root,
+            urls,
+            **{
                 "download.number_sample_per_shard": 16,
                 "repair.max_attempts": 3,
                 "repair.backoff_s": 100,
