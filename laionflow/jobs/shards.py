@@ -69,12 +69,22 @@ def is_retryable(reason: str, retryable: list[str]) -> bool:
     )
 
 
+def _complete(stats_path: str) -> bool:
+    """img2dataset writes ``_stats.json`` last but not atomically: a kill while it is being
+    written leaves an empty or cut file, which does not make the shard complete."""
+    try:
+        stats = fs.read_json(stats_path)
+    except (ValueError, OSError):
+        return False
+    return isinstance(stats, dict) and "count" in stats and "successes" in stats
+
+
 def shard_ids(folder: str) -> list[int]:
-    """Shards whose ``_stats.json`` exists, i.e. complete shards."""
+    """Shards whose ``_stats.json`` exists and reads whole, i.e. complete shards."""
     out = []
     for path in fs.ls(folder):
         name = os.path.basename(path)
-        if name.endswith("_stats.json") and name.split("_")[0].isdigit():
+        if name.endswith("_stats.json") and name.split("_")[0].isdigit() and _complete(path):
             out.append(int(name.split("_")[0]))
     return sorted(out)
 

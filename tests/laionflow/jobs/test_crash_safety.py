@@ -157,3 +157,20 @@ def test_inference_killed_mid_partition_reruns_to_the_uninterrupted_result(
     for sub in ("img_emb", "text_emb", "metadata"):  # nothing partial or unlisted is visible
         assert len(os.listdir(f"{outs['killed']}/{sub}")) == 1
     assert fs.read_json(f"{outs['killed']}/_done.json")["rows"] == len(km)
+
+
+def test_a_stats_file_cut_by_a_kill_does_not_complete_its_shard(tmp_path):
+    """img2dataset writes ``_stats.json`` in place: a kill mid-write leaves it empty. Such a
+    shard is incomplete and its files are removed before the rerun redoes it."""
+    from laionflow.jobs.shards import remove_orphans, shard_ids
+
+    for sid, stats in ((0, '{"count": 1, "successes": 1}'), (1, ""), (2, '{"count": 1, "su')):
+        for ext in (".tar", ".parquet"):
+            (tmp_path / f"{sid:05d}{ext}").write_bytes(b"x")
+        (tmp_path / f"{sid:05d}_stats.json").write_text(stats)
+    assert shard_ids(str(tmp_path)) == [0]
+    removed = remove_orphans(str(tmp_path))
+    assert removed == sorted(
+        f"{s:05d}{e}" for s in (1, 2) for e in (".parquet", ".tar", "_stats.json")
+    )
+    assert sorted(os.listdir(tmp_path)) == ["00000.parquet", "00000.tar", "00000_stats.json"]
