@@ -58,6 +58,50 @@ def rename(src: str, dst: str) -> None:
         fs.mv(s, d, recursive=True)
 
 
+def protocol(path: str) -> str:
+    return path.split("://", 1)[0] if "://" in path else "file"
+
+
+def is_local(path: str) -> bool:
+    return protocol(path) == "file"
+
+
+def download(src: str, local: str) -> None:
+    """Copy ``src`` (any protocol) to the local path ``local``."""
+    os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+    fsys, p = filesystem(src)
+    fsys.get_file(p, local)
+
+
+def move(src: str, dst: str) -> None:
+    """Move a file, also between protocols (a local file published to S3: uploaded under a
+    temporary name, then moved in place, so readers never see part of it)."""
+    if protocol(src) == protocol(dst):
+        rename(src, dst)
+        return
+    tmp = tmp_name(dst)
+    fsys, t = filesystem(tmp)
+    fsys.put_file(src.removeprefix("file://"), t)
+    rename(tmp, dst)
+    os.remove(src.removeprefix("file://"))
+
+
+def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> IO:
+    return fsspec.open(url, mode).open()
+
+
+def webdataset_urls(paths: list[str]) -> list[str]:
+    """Shard paths as webdataset URLs. webdataset opens only local, pipe and http URLs; object
+    stores (``s3://`` …) are opened here through fsspec, with the process's credentials.
+    Call from a module that DataLoader workers import, so the schemes exist there too."""
+    import importlib
+
+    gopen = importlib.import_module("webdataset.gopen")  # the package exports a same-named func
+    for scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "hf"):
+        gopen.gopen_schemes.setdefault(scheme, _gopen_fsspec)
+    return [p if "://" in p else f"file:{p}" for p in paths]
+
+
 def tmp_name(path: str) -> str:
     head, _, tail = path.rpartition("/")
     return f"{head}/.{tail}.tmp-{uuid.uuid4().hex[:8]}"

@@ -45,8 +45,8 @@ def shard_urls(dataset_root: str, parts: Iterable[int] | None = None) -> list[st
             continue
         for sid in shard_ids(folder):
             tar = f"{folder}/{sid:05d}.tar"
-            urls.append(tar if "://" in tar else f"file:{tar}")
-    return urls
+            urls.append(tar)
+    return fs.webdataset_urls(urls)
 
 
 class _Keep:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from laionflow import fs
@@ -19,6 +21,24 @@ def apply_search_params(index, infos_path: str) -> None:
             faiss.ParameterSpace().set_index_parameters(index, param)
 
 
+def _local(path: str) -> str:
+    """A local file faiss can memory-map: ``path`` itself, or for an object store a copy in
+    ``$LAIONFLOW_CACHE`` (default ``~/.cache/laionflow``) keyed by path, size and mtime."""
+    if fs.is_local(path):
+        return path.removeprefix("file://")
+    import hashlib
+
+    fsys, p = fs.filesystem(path)
+    info = fsys.info(p)
+    stamp = f"{path}|{info.get('size')}|{info.get('LastModified') or info.get('mtime')}"
+    cache = os.environ.get("LAIONFLOW_CACHE") or os.path.expanduser("~/.cache/laionflow")
+    local = os.path.join(cache, "index", hashlib.sha1(stamp.encode()).hexdigest()[:20])
+    if not os.path.exists(local):
+        fs.download(path, local + ".part")
+        os.replace(local + ".part", local)
+    return local
+
+
 class IndexReader:
     """Memory-mapped image/text indices plus the aligned metadata of ``index/``."""
 
@@ -30,12 +50,16 @@ class IndexReader:
         self.dir = index_dir.rstrip("/")
         self.info = fs.read_json(f"{self.dir}/model.json")
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
-        self.image = faiss.read_index(f"{self.dir}/image.index", flags)
-        self.text = faiss.read_index(f"{self.dir}/text.index", flags)
+        self.image = faiss.read_index(_local(f"{self.dir}/image.index"), flags)
+        self.text = faiss.read_index(_local(f"{self.dir}/text.index"), flags)
         for kind, index in (("image", self.image), ("text", self.text)):
             apply_search_params(index, f"{self.dir}/{kind}_infos.json")
         files = [p for p in fs.ls(f"{self.dir}/metadata") if p.endswith(".parquet")]
-        self.metadata = pa.concat_tables(pq.read_table(p) for p in files)
+        tables = []
+        for path in files:
+            with fs.open(path) as fh:
+                tables.append(pq.read_table(fh))
+        self.metadata = pa.concat_tables(tables)
         if self.metadata.num_rows != self.image.ntotal:
             raise ValueError(
                 f"{index_dir}: {self.metadata.num_rows} metadata rows but "

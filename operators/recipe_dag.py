@@ -6,7 +6,10 @@ Shape: plan → metadata_available (sensor, reschedule mode) → metadata → fi
 → index → semdedup → report. Where CLIP inference runs is a deployment setting
 (``$LAIONFLOW_EMBED_ENGINE``): ``local`` (default) maps the stage over the parts on the workers
 (queue ``$LAIONFLOW_GPU_QUEUE``), ``spark`` submits one Spark job whose tasks share the parts
-over the cluster's GPUs (``spark.task.resource.gpu.amount``). Same job code either way.
+over the cluster's GPUs (``spark.task.resource.gpu.amount``). Same job code either way. The
+image download likewise (``$LAIONFLOW_DOWNLOAD_ENGINE``): ``local`` maps it over the parts,
+``spark`` submits one job whose executors share every part's shards (img2dataset's pyspark
+distributor).
 Nothing here reads files or imports laionflow's
 heavy modules at parse time: the recipe is loaded and validated by ``plan`` at run time.
 """
@@ -72,23 +75,29 @@ def recipe_dag(
         @task(task_id="plan", retries=0)
         def plan(**context: Any) -> dict:
             from laionflow.plan import plan as make_plan
+            from operators.credentials import aws_environment
 
-            return make_plan(recipe, dict(context["params"]), context["run_id"])
+            with aws_environment():
+                return make_plan(recipe, dict(context["params"]), context["run_id"])
 
         @task(task_id="parts", retries=0)
         def parts(config_path: str) -> list[int]:
             from laionflow.plan import selected_parts
+            from operators.credentials import aws_environment
 
-            return selected_parts(config_path)
+            with aws_environment():
+                return selected_parts(config_path)
 
         @task.short_circuit(task_id="estimate", retries=0)
         def estimate(planned: dict, part_ids: list[int]) -> bool:
             """Log the storage/time estimate; stop on max_output_bytes; skip on dry run."""
             from laionflow.jobs.estimate import run as run_estimate
             from laionflow.recipes import resolve as read_config
+            from operators.credentials import aws_environment
 
-            config = read_config(planned["config_path"])
-            run_estimate(config, part_ids, planned["max_output_bytes"], planned["run_dir"])
+            with aws_environment():
+                config = read_config(planned["config_path"])
+                run_estimate(config, part_ids, planned["max_output_bytes"], planned["run_dir"])
             return not planned["dry_run"]
 
         planned = plan()
@@ -119,7 +128,18 @@ def recipe_dag(
                 **kwargs,
             ).expand(part=part_list)
 
-        download = per_part("download", **NETWORK_RETRIES)
+        if os.environ.get("LAIONFLOW_DOWNLOAD_ENGINE", "local") == "spark":
+            download = LaionflowSparkSubmitOperator(
+                task_id="download",
+                job="download_parts.py",
+                conn_id=os.environ.get("LAIONFLOW_DOWNLOAD_SPARK_CONN", "spark_default"),
+                pool="spark",
+                application_args=["--config", config, "--force", force],
+                **NETWORK_RETRIES,
+            )
+            part_list >> download
+        else:
+            download = per_part("download", **NETWORK_RETRIES)
         annotate = per_part("annotate", outlets=[asset(recipe, "shards")])
         if os.environ.get("LAIONFLOW_EMBED_ENGINE", "local") == "spark":
             embed = LaionflowSparkSubmitOperator(

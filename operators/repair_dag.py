@@ -58,16 +58,18 @@ def repair_dag() -> DAG:
         def scan(**context: Any) -> list[dict]:
             from laionflow.recipes import load_recipe
             from laionflow.repair import latest_run_config, parts_to_repair
+            from operators.credentials import aws_environment
 
             targets = []
-            for recipe in context["params"]["recipes"]:
-                root = context["params"]["root"]
-                dataset_root = load_recipe(recipe, {"root": root}).dataset_root
-                config_path = latest_run_config(dataset_root)
-                if config_path is None:
-                    continue  # the recipe never ran here
-                for part in parts_to_repair(config_path, context["params"]["part_ids"]):
-                    targets.append({"config_path": config_path, "part": part})
+            with aws_environment():  # an S3 root is scanned with the connection's keys
+                for recipe in context["params"]["recipes"]:
+                    root = context["params"]["root"]
+                    dataset_root = load_recipe(recipe, {"root": root}).dataset_root
+                    config_path = latest_run_config(dataset_root)
+                    if config_path is None:
+                        continue  # the recipe never ran here
+                    for part in parts_to_repair(config_path, context["params"]["part_ids"]):
+                        targets.append({"config_path": config_path, "part": part})
             return targets
 
         targets = scan()
@@ -87,13 +89,15 @@ def repair_dag() -> DAG:
         @task(task_id="publish", outlets=[REPAIRS_ALIAS])
         def publish(targets: list[dict], *, outlet_events: Any = None) -> dict:
             from laionflow.recipes import resolve
+            from operators.credentials import aws_environment
 
             by_config: dict[str, list[int]] = {}
             for t in targets:
                 by_config.setdefault(t["config_path"], []).append(t["part"])
             out = {}
             for config_path, parts in by_config.items():
-                name = resolve(config_path).name
+                with aws_environment():
+                    name = resolve(config_path).name
                 outlet_events[REPAIRS_ALIAS].add(
                     asset(name, "repairs"), extra={"config_path": config_path, "parts": parts}
                 )

@@ -25,8 +25,10 @@ class MetadataAvailableSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         from laionflow.jobs.metadata import missing_sources
         from laionflow.recipes import resolve
+        from operators.credentials import aws_environment
 
-        missing = missing_sources(resolve(self.config_path))
+        with aws_environment():  # the run config lives under the dataset root
+            missing = missing_sources(resolve(self.config_path))
         if missing:
             self.log.info("waiting for %d metadata source(s): %s", len(missing), missing[:5])
         return not missing

@@ -46,10 +46,12 @@ def driver_conf() -> dict[str, str]:
 
 
 class LaionflowSparkSubmitOperator(SparkSubmitOperator):
-    def __init__(self, *, job: str, **kwargs: Any) -> None:
+    def __init__(self, *, job: str, aws_conn_id: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("name", f"laionflow-{job.removesuffix('.py')}")
         super().__init__(application=job, **kwargs)
         self.job = job
+        #: the driver reads and writes the dataset root: S3 credentials as for every stage
+        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> None:
         from airflow.sdk import BaseHook
@@ -61,6 +63,12 @@ class LaionflowSparkSubmitOperator(SparkSubmitOperator):
             os.environ[f"AIRFLOW_CONN_{self._conn_id.upper()}"] = LOCAL_CONN
         self.application = job_path(self.job)
         self.application_args = [str(a) for a in self.application_args or []]
-        self.env_vars = {**runtime_env(), **(self.env_vars or {})}
+        from operators.credentials import aws_env
+
+        self.env_vars = {
+            **runtime_env(),
+            **aws_env(self.aws_conn_id, self.log),
+            **(self.env_vars or {}),
+        }
         self.conf = {**driver_conf(), **(self.conf or {})}
         return super().execute(context)

@@ -48,7 +48,7 @@ class LaionflowStageOperator(BaseOperator):
         super().__init__(**kwargs)
         #: AWS connection whose credentials the stage gets as ``AWS_*`` variables (S3 roots);
         #: default ``$LAIONFLOW_AWS_CONN_ID`` or ``aws_default``, skipped when it does not exist
-        self.aws_conn_id = aws_conn_id or os.environ.get("LAIONFLOW_AWS_CONN_ID", "aws_default")
+        self.aws_conn_id = aws_conn_id
         self.stage = stage
         self.config_path = config_path
         self.part = part
@@ -99,27 +99,9 @@ class LaionflowStageOperator(BaseOperator):
                 return json.load(fh)
 
     def _credentials_env(self) -> dict[str, str]:
-        """``AWS_*`` for the stage from the Airflow connection, registered with Airflow's
-        secrets masker so that no task log can show them."""
-        from airflow.sdk import BaseHook
-        from airflow.sdk.log import mask_secret
+        from operators.credentials import aws_env
 
-        from laionflow.credentials import aws_env_from_connection, fingerprint
-
-        try:
-            conn = BaseHook.get_connection(self.aws_conn_id)
-        except Exception:  # noqa: BLE001 - no such connection: the environment's, if any
-            return {}
-        env = aws_env_from_connection(conn, self.aws_conn_id)
-        for key in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            if key in env:
-                mask_secret(env[key])
-        self.log.info(
-            "credentials: AWS key %s from connection %s",
-            fingerprint(env.get("AWS_ACCESS_KEY_ID")),
-            self.aws_conn_id,
-        )
-        return env
+        return aws_env(self.aws_conn_id, self.log)
 
     def on_kill(self) -> None:
         if self._proc and self._proc.poll() is None:

@@ -21,7 +21,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     recipe = recipes.resolve(args.config)
-    summary = run_spark(spark_session(), recipe, force=args.force.lower() in ("true", "1", "yes"))
+    force = args.force.lower() in ("true", "1", "yes")
+    summary = run_spark(spark_session(app="laionflow-filter"), recipe, force=force)
     print("LAIONFLOW_SUMMARY " + json.dumps(summary))
 
 

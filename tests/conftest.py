@@ -119,3 +119,18 @@ def umap_corpus(fixture_server, session_tmp: Path):
         rows=200, parts=2, seed=13, flavour="aesthetics_12m_umap", max_side=300, wide_fraction=0.06
     )
     return build_corpus(session_tmp / "fixture" / "umap", f"{fixture_server.base_url}/umap", spec)
+
+
+@pytest.fixture(scope="session")
+def laion400m_run(airflow_db, corpus, checkpoint, fixture_server, tmp_path_factory):
+    """The real laion400m DAG run once through ``dag.test()`` on the embedded default:
+    ``(dag_run, dataset_root)``, shared by the end-to-end and the report/plugin tests."""
+    from laionflow.demo import demo_conf
+    from laionflow.embedded import load_dag
+
+    root = tmp_path_factory.mktemp("e2e")
+    conf = demo_conf(root, corpus.metadata_urls, checkpoint, parts=2)
+    conf["overrides"]["download.number_sample_per_shard"] = 64
+    conf["processes"] = 1
+    run = load_dag("laion400m").test(run_conf=conf)
+    return run, root / "laion400m"

@@ -76,3 +76,18 @@ def run_dag(dag_id: str, conf: dict):
 
     run = load_dag(dag_id).test(run_conf=conf)
     return run, {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}
+
+
+def shard_samples(dataset_root: str, part: int):
+    """``key, url, status`` of every sample in a part's shard parquets, sorted by key: what
+    two runs of the same part must agree on."""
+    import pandas as pd
+
+    from laionflow import fs
+
+    frames = []
+    for path in fs.ls(f"{dataset_root}/images/part_{part:05d}"):
+        if path.endswith(".parquet"):
+            with fs.open(path) as fh:
+                frames.append(pd.read_parquet(fh, columns=["key", "url", "status"]))
+    return pd.concat(frames).sort_values("key").reset_index(drop=True)

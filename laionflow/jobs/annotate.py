@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 
-from laionflow import fs
+from laionflow import failpoints, fs
 from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
@@ -26,6 +26,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     layout = Layout(recipe.dataset_root)
+    failpoints.hit("annotate.start", key=layout.images_part(part))
     folder = layout.images_part(part)
     fmt = recipe.download.output_format
     target = layout.part_files_csv(part) if fmt == "files" else layout.part_stats_csv(part)

@@ -44,6 +44,30 @@ def _quiet_environment() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+def fetch_policy(recipe: Recipe, lock_dir: str = "") -> fetchguard.FetchPolicy:
+    """The fetch guard of a recipe's downloads (allowlist from the worker's environment)."""
+    opts = recipe.download
+    return fetchguard.FetchPolicy(
+        allow=fetchguard.FetchPolicy.allow_from_env(),
+        user_agent=fetchguard.user_agent(opts.user_agent_token),
+        per_domain=opts.per_domain_concurrency,
+        insecure_ssl=not opts.ssl_verify,
+        lock_dir=lock_dir,
+    )
+
+
+def executor_env(recipe: Recipe, lock_dir: str) -> dict[str, str]:
+    """What remote download workers (Spark executors) must have in their environment: the
+    guard, installed at interpreter start by the sitecustomize hook, and OpenCV's pixel limit.
+    ``lock_dir`` holds the per-domain slots of each node (created where missing)."""
+    return {
+        fetchguard.POLICY_ENV: fetch_policy(recipe, lock_dir).to_env(),
+        "PYTHONPATH": fetchguard.HOOK_DIR,
+        "OPENCV_IO_MAX_IMAGE_PIXELS": str(recipe.download.max_image_pixels),
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+    }
+
+
 @contextlib.contextmanager
 def _worker_environment(recipe: Recipe, part: int):
     """What img2dataset's spawned workers must inherit: the fetch guard (SSRF refusal,
@@ -56,12 +80,7 @@ def _worker_environment(recipe: Recipe, part: int):
             "download.ssl_verify is OFF: TLS certificates are NOT checked for %s", part_name(part)
         )
         log.warning("!" * 72)
-    policy = fetchguard.FetchPolicy(
-        allow=fetchguard.FetchPolicy.allow_from_env(),
-        user_agent=fetchguard.user_agent(opts.user_agent_token),
-        per_domain=opts.per_domain_concurrency,
-        insecure_ssl=not opts.ssl_verify,
-    )
+    policy = fetch_policy(recipe)
     if policy.allow:
         log.info("fetch guard: private addresses allowlisted: %s", ", ".join(policy.allow))
     saved = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS")
@@ -77,10 +96,17 @@ def _worker_environment(recipe: Recipe, part: int):
 
 
 def fetch(
-    recipe: Recipe, part: int, src: str, out: str, extra: list[str], mode: str = "incremental"
+    recipe: Recipe,
+    part: int,
+    src: str,
+    out: str,
+    extra: list[str],
+    mode: str = "incremental",
+    distributor: str = "multiprocessing",
 ) -> None:
     """One img2dataset call with the recipe's options; ``mode="extend"`` appends new shards
-    after the existing ones (patch shards of a repair)."""
+    after the existing ones (patch shards of a repair). ``distributor="pyspark"`` shares the
+    shards over the active Spark session's executors (see ``spark_jobs/download_parts.py``)."""
     _quiet_environment()
     from img2dataset import download
 
@@ -107,7 +133,7 @@ def fetch(
             user_agent_token=opts.user_agent_token,
             disallowed_header_directives=opts.disallowed_header_directives,
             max_image_area=opts.max_image_pixels,
-            distributor="multiprocessing",
+            distributor=distributor,
             incremental_mode=mode,
             enable_wandb=False,
         )
@@ -142,7 +168,9 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
     return summary
 
 
-def run(recipe: Recipe, part: int, force: bool = False) -> dict:
+def run(
+    recipe: Recipe, part: int, force: bool = False, distributor: str = "multiprocessing"
+) -> dict:
     layout = Layout(recipe.dataset_root)
     marker = layout.download_summary(part)
     if fs.exists(marker) and not force:
@@ -165,8 +193,10 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         log.warning("download %s: removed unfinished shard files %s", part_name(part), removed)
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    fetch(recipe, part, src, out, extra)
-    summary = publish_summary(recipe, part, expected, time.time() - started)
+    fetch(recipe, part, src, out, extra, distributor=distributor)
+    summary = publish_summary(
+        recipe, part, expected, time.time() - started, distributor=distributor
+    )
     log.info(
         "download %s: %d/%d ok, failed %s, %.1f img/s",
         part_name(part),

@@ -122,7 +122,7 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
     use_tensor = cfg.decode == "tensor" or (
         cfg.decode == "auto" and device.startswith("cuda") and gpu_decode.available(device)
     )
-    urls = [t if "://" in t else f"file:{t}" for t in tars]
+    urls = fs.webdataset_urls(tars)
     dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
         _Bytes() if use_tensor else _Decode(preprocess, min(model.visual.image_size))
     )

@@ -10,8 +10,11 @@ the same order on ``local[*]`` and on a cluster, whatever the partitioning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from functools import reduce
@@ -146,16 +149,70 @@ def reason_column(recipe: Recipe):
 
 
 def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
-    from pyspark.sql import functions as F
-
     layout = Layout(recipe.dataset_root)
     if fs.exists(layout.filter_stats) and not force:
         log.info("filter: %s exists, skipping (use --force to redo)", layout.filter_stats)
         return fs.read_json(layout.filter_stats)
     started = time.time()
     files = raw_files(recipe)
+    with spark_storage(layout.filtered_metadata) as (spark_path, staged_dir):
+        summary = _filter(spark, recipe, files, spark_path, staged_dir)
+    summary["seconds"] = round(time.time() - started, 2)
+    fs.write_json(layout.filter_stats, summary)  # written last: marks the stage done
+    log.info(
+        "filter: %d raw -> %d kept in %d parts (%d duplicates, filtered %s)",
+        summary["raw_rows"],
+        summary["kept"],
+        len(summary["parts"]),
+        summary["duplicates"],
+        summary["filtered"],
+    )
+    return summary
+
+
+def spark_reads_s3() -> bool:
+    """Whether Spark reads the dataset root itself (a cluster image with the s3a jars,
+    ``LAIONFLOW_SPARK_S3A=1``); otherwise S3 data is staged through this machine."""
+    return os.environ.get("LAIONFLOW_SPARK_S3A", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def spark_storage(out_dir: str):
+    """``(spark_path, staged_dir)``: how Spark sees a dataset path, and the local folder that
+    stands in for ``out_dir`` (None when Spark reads and writes the root directly).
+
+    Local roots and s3a-capable Spark need nothing. Otherwise an ``s3://`` root is moved
+    through pyarrow/s3fs on the driver: inputs are copied to a local folder, Spark writes its
+    output there, and the parts are uploaded. That needs the driver and the executors to share
+    that folder (``local[*]``, or a cluster on one machine); a multi-node cluster uses s3a.
+    """
+    if "://" not in out_dir or out_dir.startswith("file://"):
+        yield (lambda p: p), None
+    elif spark_reads_s3():
+        yield (lambda p: "s3a://" + p.split("://", 1)[1] if p.startswith("s3://") else p), None
+    else:
+        staged = tempfile.mkdtemp(prefix="laionflow-filter-")
+        try:
+            yield (lambda p: p), staged
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> dict:
+    from pyspark.sql import functions as F
+
+    layout = Layout(recipe.dataset_root)
+    if staged_dir is not None:
+        local_files = []
+        for src in files:
+            dest = os.path.join(staged_dir, "raw", os.path.basename(src))
+            fs.download(src, dest)
+            local_files.append(dest)
+        readable = local_files
+    else:
+        readable = [spark_path(p) for p in files]
     needed = needed_columns(recipe)
-    frames = [read_normalised(spark, p, recipe.columns, needed) for p in files]
+    frames = [read_normalised(spark, p, recipe.columns, needed) for p in readable]
     df = reduce(lambda a, b: a.unionByName(b), frames)
     df = df.withColumn("_reason", reason_column(recipe))
     counts = df.groupBy("_reason").count().collect()
@@ -180,12 +237,12 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         .agg(F.min_by(F.struct(*rest, "_order"), "_tiebreak").alias("_row"))
         .select("_part", *cfg.dedup_keys, "_row.*")
     )
-    tmp = f"{layout.filtered_metadata}/.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{staged_dir or layout.filtered_metadata}/.tmp-{uuid.uuid4().hex[:8]}"
     (
         unique.sortWithinPartitions("_part", "_order")
         .select(*cols, "_part")
         .write.partitionBy("_part")
-        .parquet(tmp)
+        .parquet(spark_path(tmp))
     )
     for stale in fs.ls(layout.filtered_metadata):  # a forced rerun may make fewer parts
         if os.path.basename(stale).startswith("part-") and stale.endswith(".parquet"):
@@ -199,7 +256,7 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         data = [p for p in fs.ls(part_dir) if p.endswith(".parquet")]
         if len(data) != 1:
             raise RuntimeError(f"expected one file for part {part}, got {data}")
-        fs.rename(data[0], layout.filtered_part(part))
+        fs.move(data[0], layout.filtered_part(part))
     fs.rm(tmp, recursive=True)
     import pyarrow.parquet as pq
 
@@ -208,7 +265,7 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
             with fs.open(path) as fh:
                 parts[int(os.path.basename(path)[5:10])] = pq.ParquetFile(fh).metadata.num_rows
     kept_rows = sum(parts.values())
-    summary = {
+    return {
         "stage": "filter",
         "raw_rows": raw_rows,
         "filtered": dict(sorted(by_reason.items())),
@@ -216,28 +273,22 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
         "kept": kept_rows,
         "parts": {str(k): v for k, v in sorted(parts.items())},
         "sources": [os.path.basename(p) for p in files],
-        "seconds": round(time.time() - started, 2),
     }
-    fs.write_json(layout.filter_stats, summary)  # written last: marks the stage done
-    log.info(
-        "filter: %d raw -> %d kept in %d parts (%d duplicates, filtered %s)",
-        raw_rows,
-        kept_rows,
-        len(parts),
-        summary["duplicates"],
-        summary["filtered"],
-    )
-    return summary
 
 
-def spark_session(master: str | None = None, app: str = "laionflow"):
-    """A Spark session bound to loopback, UI off (the UI would listen on every interface)."""
+def spark_session(
+    master: str | None = None, app: str = "laionflow", conf: dict[str, str] | None = None
+):
+    """A Spark session bound to loopback, UI off (the UI would listen on every interface).
+    spark-submit's own ``--conf`` settings win over these defaults."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app)
     if master:
         builder = builder.master(master)
+    for key, value in {**s3a_conf(), **(conf or {})}.items():
+        builder = builder.config(key, value)
     return (
         builder.config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
@@ -245,6 +296,23 @@ def spark_session(master: str | None = None, app: str = "laionflow"):
         .config("spark.sql.shuffle.partitions", os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"))
         .getOrCreate()
     )
+
+
+def s3a_conf() -> dict[str, str]:
+    """Hadoop s3a settings from the ``AWS_*`` environment, when Spark reads S3 itself."""
+    if not spark_reads_s3():
+        return {}
+    conf = {"spark.hadoop.fs.s3a.path.style.access": "true"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "access.key",
+        "AWS_SECRET_ACCESS_KEY": "secret.key",
+        "AWS_SESSION_TOKEN": "session.token",
+        "AWS_ENDPOINT_URL": "endpoint",
+    }
+    for var, key in env.items():
+        if os.environ.get(var):
+            conf[f"spark.hadoop.fs.s3a.{key}"] = os.environ[var]
+    return conf
 
 
 def run(recipe: Recipe, force: bool = False, master: str | None = "local[*]") -> dict:

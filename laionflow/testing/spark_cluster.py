@@ -106,6 +106,15 @@ class SparkCluster:
             p.read_text(errors="replace")[-2000:] for p in (self.work / "logs").glob("*")
         )
 
+    def apps(self) -> list[str]:
+        """Names of the applications the master registered, in order (from its full log)."""
+        names = []
+        for path in sorted((self.work / "logs").glob("*Master*.out")):
+            for line in path.read_text(errors="replace").splitlines():
+                if "Registered app " in line:
+                    names.append(line.split("Registered app ", 1)[1].split(" with ID")[0])
+        return names
+
     def listening(self) -> list[tuple[str, int]]:
         """(address, port) of every listening socket of the cluster's processes."""
         import psutil

@@ -15,16 +15,8 @@ from laionflow.query import IndexReader
 
 
 @pytest.fixture(scope="module")
-def dag_run(airflow_db, corpus, checkpoint, fixture_server, tmp_path_factory):
-    from laionflow.demo import demo_conf
-    from laionflow.embedded import load_dag
-
-    root = tmp_path_factory.mktemp("e2e")
-    conf = demo_conf(root, corpus.metadata_urls, checkpoint, parts=2)
-    conf["overrides"]["download.number_sample_per_shard"] = 64
-    conf["processes"] = 1
-    run = load_dag("laion400m").test(run_conf=conf)
-    return run, root / "laion400m"
+def dag_run(laion400m_run):
+    return laion400m_run
 
 
 def test_run_succeeds_with_readable_map_indices(dag_run):

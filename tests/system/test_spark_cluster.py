@@ -1,5 +1,8 @@
-"""The filter job on a real Spark standalone cluster (master + 2 workers on 127.0.0.1, started
-and stopped by this test) gives exactly the parts of the ``local[2]`` run."""
+"""A real Spark standalone cluster (master + 2 workers on 127.0.0.1, started and stopped by this
+test): the filter job gives exactly the parts of the ``local[2]`` run, and the laion400m DAG
+pointed at the cluster by its ``spark_default`` connection — filter and the distributed image
+download (img2dataset's pyspark distributor) submitted by ``SparkSubmitOperator`` — gives the
+local run's parts and samples, key for key."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from laionflow.plan import write_run_config
 from laionflow.recipes import load_recipe
 from laionflow.testing.spark_cluster import SparkCluster
 from operators.spark import job_path, runtime_env
-from tests.helpers import small_overrides
+from tests.helpers import shard_samples, small_overrides, small_run_conf
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,38 @@ def test_filter_on_the_cluster_equals_the_local_run(
     ours = _parts(recipe.dataset_root).reset_index(drop=True)
     local = _parts(pipeline["recipe"].dataset_root).reset_index(drop=True)
     pd.testing.assert_frame_equal(ours, local)
+
+
+def test_dag_on_the_cluster_downloads_the_same_samples(
+    cluster, pipeline, corpus, checkpoint, airflow_db, tmp_path, monkeypatch
+):
+    import json
+
+    from laionflow import fs
+    from laionflow.embedded import load_dag
+
+    host, port = cluster.url.rsplit(":", 1)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SPARK_DEFAULT",
+        json.dumps({"conn_type": "spark", "host": host, "port": int(port)}),
+    )
+    monkeypatch.setenv("LAIONFLOW_DOWNLOAD_ENGINE", "spark")  # a setting, not a code change
+    conf = small_run_conf(tmp_path, corpus.metadata_urls, checkpoint)
+    conf["overrides"]["download.number_sample_per_shard"] = 64  # as the local pipeline
+    run = load_dag("laion400m").test(run_conf=conf)
+    states = {(t.task_id, t.map_index): str(t.state) for t in run.get_task_instances()}
+    assert str(run.state) == "success", states
+    assert states[("download", -1)] == "success"  # one Spark job for every part
+    apps = cluster.apps()
+    assert any(a.startswith("laionflow-download") for a in apps), apps
+    assert any(a.startswith("laionflow-filter") for a in apps), apps
+
+    root = f"{tmp_path}/laion400m"
+    local = pipeline["recipe"].dataset_root
+    assert _parts(root).reset_index(drop=True).equals(_parts(local).reset_index(drop=True))
+    for part in (0, 1):
+        summary = fs.read_json(f"{root}/images/part_{part:05d}_summary.json")
+        assert summary["distributor"] == "pyspark"
+        pd.testing.assert_frame_equal(shard_samples(root, part), shard_samples(local, part))
+    led = fs.read_json(f"{root}/summary.json")["ledger"]
+    assert led["balanced"] and led["embedding_rows"] == led["downloaded"] > 0

@@ -1,5 +1,7 @@
-"""The real Airflow services on 127.0.0.1: ``laionflow backfill`` triggers part runs through
-the REST API, the scheduler runs them with the LocalExecutor, a repeat call does nothing."""
+"""The real Airflow services on 127.0.0.1 (api-server, scheduler, dag-processor, triggerer;
+LocalExecutor, SQLite): a laion400m run triggered through the REST API with a conf, one task
+failing transiently and retried by its policy; ``laionflow backfill`` triggering part runs;
+trigger validation; loopback-only listeners; every process stopped."""
 
 import json
 import os
@@ -15,10 +17,64 @@ from tests.helpers import small_run_conf
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    with AirflowServices(tmp_path_factory.mktemp("airflow-services")) as svc:
-        yield svc
+def services(tmp_path_factory, fixture_server):
+    # a transient fault: each part's annotate task fails on its first try (the services'
+    # environment is fixed at start, so it applies to every run of this module)
+    failpoints = tmp_path_factory.mktemp("failpoints")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAIONFLOW_FAILPOINTS", "annotate.start.once")
+    mp.setenv("LAIONFLOW_FAILPOINTS_DIR", str(failpoints))
+    try:
+        svc = AirflowServices(tmp_path_factory.mktemp("airflow-services")).start()
+    finally:
+        mp.undo()
+    yield svc
+    svc.stop()
     assert all(p.poll() is not None for p in svc.procs.values())  # every process stopped
+
+
+def test_rest_triggered_laion400m_run_retries_a_transient_failure(
+    services, corpus, checkpoint, tmp_path
+):
+    from laionflow.backfill import AirflowApi
+
+    api = AirflowApi(services.url, username=services.user, password=services.password)
+    conf = small_run_conf(tmp_path, corpus.metadata_urls, checkpoint, image_size=48)
+    run_id = api.trigger("laion400m", conf)
+    assert api.wait("laion400m", run_id, timeout=900) == "success"
+    base = f"{services.url}/api/v2/dags/laion400m/dagRuns/{run_id}"
+    run = requests.get(base, headers=api._headers(), timeout=30).json()
+    assert run["conf"]["image_size"] == 48
+    tis = requests.get(
+        f"{base}/taskInstances", params={"limit": 100}, headers=api._headers(), timeout=30
+    ).json()["task_instances"]
+    annotate = [t for t in tis if t["task_id"] == "annotate"]
+    assert len(annotate) == 2
+    for ti in annotate:  # failed once, retried per the policy, then succeeded
+        assert ti["state"] == "success" and ti["try_number"] == 2, ti
+        tries = requests.get(
+            f"{base}/taskInstances/annotate/{ti['map_index']}/tries",
+            headers=api._headers(),
+            timeout=30,
+        ).json()["task_instances"]
+        assert [t["state"] for t in sorted(tries, key=lambda t: t["try_number"])] == [
+            "failed",
+            "success",
+        ]
+    assert all(t["try_number"] == 1 for t in tis if t["task_id"] == "download")
+    root = tmp_path / "laion400m"
+    led = fs.read_json(f"{root}/summary.json")["ledger"]
+    assert led["raw_rows"] == corpus.rows and led["balanced"]
+    assert led["embedding_rows"] == led["downloaded"] == led["index_size"] > 0
+    with fs.open(f"{root}/images/part_00000/00000.tar") as fh:
+        import io
+        import tarfile
+
+        from PIL import Image
+
+        with tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
+            jpg = next(m for m in tar.getmembers() if m.name.endswith(".jpg"))
+            assert max(Image.open(tar.extractfile(jpg)).size) == 48  # the conf's image size
 
 
 def _backfill(services, conf, *extra):
