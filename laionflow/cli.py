@@ -47,6 +47,8 @@ def _run_stage(args: argparse.Namespace) -> int:
         if args.part is None:
             raise SystemExit(f"stage {args.stage} needs --part")
         kwargs["part"] = args.part
+    if args.stage == "report":  # the run's own report goes next to its config
+        kwargs["run_dir"] = args.config.rsplit("/", 1)[0] if "/" in args.config else "."
     summary = func(recipe, **kwargs)
     if args.summary_out:
         with open(args.summary_out, "w") as fh:
@@ -68,6 +70,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     serve(args.index_dir, host=args.host, port=args.port)
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Rebuild the report of a run from its folder (``ROOT/<recipe>/runs/<run>``)."""
+    from laionflow import recipes
+    from laionflow.jobs import report
+
+    run_dir = args.run_dir.rstrip("/")
+    out = report.run(recipes.resolve(f"{run_dir}/config.json"), run_dir=run_dir)
+    print(f"report: {run_dir}/report/index.html")
+    print(f"dataset card: {run_dir}/report/README.md")
+    return 0 if out["balanced"] else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -116,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--summary-out")
     run.set_defaults(func=_run_stage)
 
+    rep = sub.add_parser("report", help="rebuild the HTML report of a run folder")
+    rep.add_argument("run_dir", help="ROOT/<recipe>/runs/<run_id>")
+    rep.set_defaults(func=_report)
     demo = sub.add_parser("demo", help="build the fixture, serve it, run laion400m via dag.test()")
     demo.add_argument("--root", default="./demo-output")
     demo.add_argument("--rows", type=int, default=2000)

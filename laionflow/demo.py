@@ -74,5 +74,10 @@ def run_demo(root: str, rows: int = 2000, parts: int = 4) -> int:
     print(f'\nquery "red cat" on {index_dir}:')
     for hit in query(str(index_dir), text="red cat", k=3):
         print(f"  {hit['id']:>6}  {hit['distance']:.4f}  {hit['caption']!r}")
+    from laionflow.layout import Layout
+
+    run_report = Path(Layout(str(root_path / "laion400m")).run_dir(run.run_id)) / "report"
     print(f"\nsummary: {summary_path}")
+    print(f"dataset card: {run_report / 'README.md'}")
+    print(f"report: {run_report / 'index.html'}")
     return 0

@@ -95,8 +95,10 @@ class LaionflowStageOperator(BaseOperator):
             code = self._proc.wait()
             if code != 0:
                 raise RuntimeError(f"stage {self.stage!r} failed with exit code {code}")
+            from laionflow.progress import compact
+
             with open(summary_path) as fh:
-                return json.load(fh)
+                return compact(json.load(fh))
 
     def _credentials_env(self) -> dict[str, str]:
         from operators.credentials import aws_env

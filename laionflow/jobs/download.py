@@ -15,7 +15,7 @@ import logging
 import os
 import time
 
-from laionflow import fetchguard, fs
+from laionflow import fetchguard, fs, progress
 from laionflow.jobs import shards
 from laionflow.jobs.shards import IncompletePartError, tally
 from laionflow.layout import Layout, part_name
@@ -149,9 +149,11 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
             f"{part_name(part)}: {expected} input rows but {counts['count']} in complete shards; "
             "rerun to finish the missing shards"
         )
+    fsys, path = fs.filesystem(layout.images_part(part))
     summary = {
         "stage": "download",
         "part": part,
+        "bytes": int(fsys.du(path)) if fsys.exists(path) else 0,
         "input_rows": expected,
         "successes": counts["successes"],
         "failed": counts["failed"],
@@ -193,7 +195,17 @@ def run(
         log.warning("download %s: removed unfinished shard files %s", part_name(part), removed)
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    fetch(recipe, part, src, out, extra, distributor=distributor)
+    before = shards.counted(out) if fs.exists(out) else 0
+    if before:
+        log.info("download %s: %d urls already in complete shards", part_name(part), before)
+    with progress.polling(  # rows of this attempt only, so rate and ETA hold on a resume
+        f"download {part_name(part)}",
+        expected - before,
+        lambda: (shards.counted(out) if fs.exists(out) else 0) - before,
+        log,
+        "urls",
+    ):
+        fetch(recipe, part, src, out, extra, distributor=distributor)
     summary = publish_summary(
         recipe, part, expected, time.time() - started, distributor=distributor
     )

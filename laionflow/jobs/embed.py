@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from laionflow import clip_model, failpoints, fs
+from laionflow import clip_model, failpoints, fs, progress
 from laionflow.jobs import gpu_decode
 from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout, part_name
@@ -107,7 +107,7 @@ def _cleanup(out: str, batches: list[dict]) -> None:
                 fs.rm(path)
 
 
-def _compute(recipe: Recipe, part: int, tars: list[str]):
+def _compute(recipe: Recipe, part: int, tars: list[str], total: int | None = None):
     """Embeddings of every sample of ``tars``, rows sorted by sample key."""
     import torch
     import webdataset as wds
@@ -142,8 +142,10 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
         else contextlib.nullcontext()
     )
     loop_started = time.time()
+    prog = progress.Progress(f"embed {part_name(part)}", total, log)
     with torch.inference_mode():
         for bkeys, images, bcaps, bmetas in loader:
+            prog.update(len(keys))
             if use_tensor:
                 decoded = gpu_decode.decode(images, device)
                 images = gpu_decode.preprocess(decoded, model.visual.preprocess_cfg)
@@ -156,6 +158,7 @@ def _compute(recipe: Recipe, part: int, tars: list[str]):
             keys += bkeys
             captions += bcaps
             metas += bmetas
+    prog.update(len(keys), force=True)
     dim = model.visual.output_dim if hasattr(model.visual, "output_dim") else 0
     img_emb = np.concatenate(img_chunks) if img_chunks else np.zeros((0, dim), np.float32)
     txt_emb = np.concatenate(txt_chunks) if txt_chunks else np.zeros((0, dim), np.float32)
@@ -190,8 +193,9 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         return done
     started = time.time()
     batch = len(done["batches"])
+    expected = sum(fs.read_json(f"{folder}/{sid:05d}_stats.json")["successes"] for sid in pending)
     table, img_emb, txt_emb, timing = _compute(
-        recipe, part, [f"{folder}/{sid:05d}.tar" for sid in pending]
+        recipe, part, [f"{folder}/{sid:05d}.tar" for sid in pending], expected
     )
     for sub, arr in (
         (f"img_emb/img_emb_{batch}.npy", img_emb),

@@ -123,16 +123,25 @@ def format_ledger(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run(recipe: Recipe, force: bool = False) -> dict:
+def run(recipe: Recipe, force: bool = False, run_dir: str | None = None) -> dict:
+    """``summary.json``, then the HTML report and dataset card in ``report/`` and, for a run,
+    in ``<run_dir>/report/`` (the page the Airflow plugin shows for that DAG run)."""
+    from laionflow.reporting.build import build
+
     summary = build_summary(recipe)
     layout = Layout(recipe.dataset_root)
     fs.write_json(layout.summary, summary)
     log.info("%s", format_ledger(summary))
     if not summary["ledger"]["balanced"]:
         raise RuntimeError("ledger does not balance:\n" + format_ledger(summary))
+    outs = [layout.report] + ([f"{run_dir}/report"] if run_dir else [])
+    if run_dir:
+        fs.write_json(f"{run_dir}/summary.json", summary)  # the run's own copy
+    page = build(summary, outs)
     return {
         "stage": "report",
         "path": layout.summary,
+        "report": page,
         **{
             k: summary["ledger"][k]
             for k in ("raw_rows", "downloaded", "failed_total", "balanced", "index_size")

@@ -89,6 +89,20 @@ def shard_ids(folder: str) -> list[int]:
     return sorted(out)
 
 
+def counted(folder: str) -> int:
+    """Input rows in the complete shards of ``folder`` (success or failure): the progress
+    of a download that other processes are doing."""
+    total = 0
+    for path in fs.ls(folder):
+        name = os.path.basename(path)
+        if name.endswith("_stats.json") and name.split("_")[0].isdigit():
+            try:
+                total += int(fs.read_json(path).get("count", 0))
+            except (ValueError, OSError):
+                continue  # being written
+    return total
+
+
 def remove_orphans(folder: str) -> list[str]:
     """Delete what a killed download left: files of shards without ``_stats.json`` (a partial
     tar, its parquet, a ``files``-format folder). Returns what was removed."""
