@@ -15,8 +15,9 @@ setup: $(STAMP)
 check-java:
 	@scripts/check_java.sh
 
-$(STAMP): pyproject.toml constraints.txt scripts/check_java.sh laionflow/setup/torchvision_cpu.py
+$(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_chromium.sh laionflow/setup/torchvision_cpu.py
 	@scripts/check_java.sh
+	@scripts/ensure_chromium.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
@@ -27,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/laionflow demo --root $(DEMO_ROOT)
 
 test: $(STAMP)
+	@scripts/ensure_chromium.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

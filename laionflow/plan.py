@@ -6,6 +6,7 @@ in the first task of a run, naming the field — before any download or Spark jo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from laionflow import fs
@@ -68,8 +69,26 @@ def thresholds_from_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def site_overrides() -> dict[str, Any]:
+    """Deployment-wide dotted overrides from ``$LAIONFLOW_SITE_OVERRIDES`` (a JSON or YAML
+    file): a site's dataset root, metadata mirrors, local CLIP weights, worker sizes. They
+    apply over the recipe's defaults and under the trigger form, so a user still changes any
+    of them per run."""
+    path = os.environ.get("LAIONFLOW_SITE_OVERRIDES")
+    if not path:
+        return {}
+    import yaml
+
+    with fs.open(path, "r") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: site overrides must be a mapping of dotted keys")
+    return data
+
+
 def resolve(recipe_name: str, params: dict[str, Any]) -> Recipe:
-    return load_recipe(recipe_name, overrides_from_params(params), thresholds_from_params(params))
+    overrides = {**site_overrides(), **overrides_from_params(params)}
+    return load_recipe(recipe_name, overrides, thresholds_from_params(params))
 
 
 def write_run_config(recipe: Recipe, run_id: str) -> str:

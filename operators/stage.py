@@ -2,8 +2,9 @@
 
 The operator decides *where* a stage runs, never *what* it does: it launches
 ``python -m laionflow run STAGE --config ... [--part N]`` (the same CLI a user can run by
-hand), streams its log into the task log, and on success returns the JSON summary the stage
-wrote. A subprocess keeps torch/img2dataset imports and their worker pools out of the Airflow
+hand), streams its log into the task log (progress lines included), and on success returns a
+compact form of the summary the stage wrote (counts, bytes, rates) as its XCom, which the grid
+view shows. A subprocess keeps torch/img2dataset imports and their worker pools out of the Airflow
 worker, and lets ``on_kill`` stop the whole process group.
 """
 

@@ -29,7 +29,9 @@ def _svgs(data: dict) -> dict[str, str]:
             "download failures by reason", list(failures), list(failures.values()), "urls"
         ),
         "resolution": plots.resolution(w, h),
-        "aspect_ratio": plots.histogram("aspect ratio (w/h)", aspect, "w / h", log=True),
+        "aspect_ratio": plots.histogram(
+            "aspect ratio (w/h, clipped at 4)", np.clip(aspect, 0, 4), "w / h"
+        ),
         "caption_length": plots.histogram("caption length", s["caption_chars"], "characters"),
         "clip_score": plots.histogram(
             "CLIP image-text similarity", data["clip_scores"], "cosine similarity"

@@ -95,3 +95,18 @@ def test_redact_replaces_known_secrets_everywhere(monkeypatch):
     got = redact({"a": ["x s3cr3t-value-xyz y"], "b": 1})
     assert got == {"a": ["x *** y"], "b": 1}
     assert describe() == "AWS key AKIA…1234 (from environment)"
+
+
+def test_site_overrides_sit_between_the_recipe_and_the_trigger_form(tmp_path, monkeypatch):
+    import json
+
+    site = {"root": str(tmp_path / "site"), "download.image_size": 100, "download.threads": 3}
+    (tmp_path / "site.json").write_text(json.dumps(site))
+    monkeypatch.setenv("LAIONFLOW_SITE_OVERRIDES", str(tmp_path / "site.json"))
+    recipe = resolve("laion400m", {"image_size": 40})
+    assert recipe.dataset_root == f"{tmp_path}/site/laion400m"
+    assert recipe.download.image_size == 40  # the form wins
+    assert recipe.download.threads == 3  # the site's default
+    (tmp_path / "site.json").write_text(json.dumps({"download.no_such_field": 1}))
+    with pytest.raises(RecipeError, match="no_such_field"):
+        resolve("laion400m", {})
