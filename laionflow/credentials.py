@@ -102,3 +102,12 @@ def aws_env_from_connection(conn: Any, conn_id: str) -> dict[str, str]:
     if extra.get("region_name"):
         env["AWS_DEFAULT_REGION"] = extra["region_name"]
     return env
+
+
+def executor_env() -> dict[str, str]:
+    """``spark.executorEnv.*`` settings that hand this process's ``AWS_*`` to Spark executors
+    (which read and write an S3 dataset root themselves). Spark redacts values whose names
+    match ``secret|token|password`` in its UI and event logs."""
+    return {
+        f"spark.executorEnv.{k}": v for k, v in os.environ.items() if k.startswith("AWS_") and v
+    }

@@ -128,31 +128,38 @@ def recipe_dag(
                 **kwargs,
             ).expand(part=part_list)
 
-        if os.environ.get("LAIONFLOW_DOWNLOAD_ENGINE", "local") == "spark":
-            download = LaionflowSparkSubmitOperator(
-                task_id="download",
-                job="download_parts.py",
-                conn_id=os.environ.get("LAIONFLOW_DOWNLOAD_SPARK_CONN", "spark_default"),
-                pool="spark",
-                application_args=["--config", config, "--force", force],
-                **NETWORK_RETRIES,
+        def on_spark(stage: str, job: str, **kwargs: Any):
+            """One Spark job over every part, when ``$LAIONFLOW_<STAGE>_ENGINE=spark``."""
+            if os.environ.get(f"LAIONFLOW_{stage.upper()}_ENGINE", "local") != "spark":
+                return None
+            op = LaionflowSparkSubmitOperator(
+                task_id=stage,
+                job=job,
+                conn_id=os.environ.get(f"LAIONFLOW_{stage.upper()}_SPARK_CONN", "spark_default"),
+                **kwargs,
             )
-            part_list >> download
-        else:
+            part_list >> op
+            return op
+
+        download = on_spark(
+            "download",
+            "download_parts.py",
+            pool="spark",
+            application_args=["--config", config, "--force", force],
+            **NETWORK_RETRIES,
+        )
+        if download is None:
             download = per_part("download", **NETWORK_RETRIES)
         annotate = per_part("annotate", outlets=[asset(recipe, "shards")])
-        if os.environ.get("LAIONFLOW_EMBED_ENGINE", "local") == "spark":
-            embed = LaionflowSparkSubmitOperator(
-                task_id="embed",
-                job="embed_parts.py",
-                conn_id=os.environ.get("LAIONFLOW_EMBED_SPARK_CONN", "spark_default"),
-                pool="gpu",
-                conf=spark_gpu_conf(),
-                application_args=["--config", config],
-                outlets=[asset(recipe, "embeddings")],
-            )
-            part_list >> embed
-        else:
+        embed = on_spark(
+            "embed",
+            "embed_parts.py",
+            pool="gpu",
+            conf=spark_gpu_conf(),
+            application_args=["--config", config],
+            outlets=[asset(recipe, "embeddings")],
+        )
+        if embed is None:
             embed = per_part(
                 "embed",
                 outlets=[asset(recipe, "embeddings")],

@@ -22,7 +22,7 @@ import tempfile
 
 
 def main() -> None:
-    from laionflow import recipes
+    from laionflow import credentials, recipes
     from laionflow.jobs import download
     from laionflow.jobs.filter import spark_session
     from laionflow.plan import selected_parts
@@ -39,9 +39,8 @@ def main() -> None:
     tag = hashlib.sha1(args.config.encode()).hexdigest()[:12]
     lock_dir = os.path.join(tempfile.gettempdir(), f"laionflow-domains-{tag}")
     env = download.executor_env(recipe, lock_dir)
-    spark = spark_session(
-        app="laionflow-download", conf={f"spark.executorEnv.{k}": v for k, v in env.items()}
-    )
+    conf = {f"spark.executorEnv.{k}": v for k, v in env.items()} | credentials.executor_env()
+    spark = spark_session(app="laionflow-download", conf=conf)
     force = args.force.lower() in ("true", "1", "yes")
     summaries = [download.run(recipe, p, force=force, distributor="pyspark") for p in parts]
     spark.stop()

@@ -41,7 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parts = [int(p) for p in args.parts.split(",")] if args.parts else selected_parts(args.config)
-    spark = spark_session(app="laionflow-embed")
+    from laionflow.credentials import executor_env
+
+    spark = spark_session(app="laionflow-embed", conf=executor_env())  # S3 roots
     config = args.config
     summaries = (
         spark.sparkContext.parallelize(parts, max(1, len(parts)))

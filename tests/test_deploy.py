@@ -90,3 +90,12 @@ def test_dockerfile_passes_hadolint():
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM apache/airflow:3.3.2" in text
     assert "openjdk-17" in text and "hadoop-aws" in text
+
+
+def test_shipped_site_defaults_are_valid_for_every_recipe(monkeypatch):
+    from laionflow.plan import resolve
+    from laionflow.recipes import available
+
+    monkeypatch.setenv("LAIONFLOW_SITE_OVERRIDES", str(ROOT / "config" / "site.yaml"))
+    for name in available():
+        assert resolve(name, {}).dataset_root == f"s3://laionflow/data/{name}"

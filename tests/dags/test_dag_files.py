@@ -104,3 +104,18 @@ def test_inference_engine_setting_moves_embed_to_a_spark_gpu_job(monkeypatch):
     assert task.conf["spark.task.resource.gpu.amount"] == "1"
     assert task.conf["spark.executor.resource.gpu.amount"] == "4"
     assert "getGpusResources.sh" in task.conf["spark.executor.resource.gpu.discoveryScript"]
+
+
+def test_download_engine_setting_moves_the_download_to_spark(monkeypatch):
+    from operators.recipe_dag import recipe_dag
+    from operators.spark import LaionflowSparkSubmitOperator
+
+    assert recipe_dag("laion400m").get_task("download").is_mapped
+    monkeypatch.setenv("LAIONFLOW_DOWNLOAD_ENGINE", "spark")
+    monkeypatch.setenv("LAIONFLOW_DOWNLOAD_SPARK_CONN", "spark_cluster")
+    dag = recipe_dag("laion400m")
+    task = dag.get_task("download")
+    assert isinstance(task, LaionflowSparkSubmitOperator) and task.job == "download_parts.py"
+    assert task._conn_id == "spark_cluster" and task.pool == "spark" and task.retries == 3
+    assert {t.task_id for t in task.upstream_list} >= {"parts", "estimate"}
+    assert "annotate" in {t.task_id for t in task.downstream_list}

@@ -5,6 +5,7 @@ run, the same samples as the local pipeline, and every output in the bucket, non
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 
@@ -110,3 +111,19 @@ def test_index_answers_from_s3(s3_run, s3_env, tmp_path, monkeypatch):
         emb = np.load(fh).astype(np.float32)
     _, ids = IndexReader(f"{root}/index").search(emb[:20], k=1)
     assert np.mean(ids[:, 0] == np.arange(20)) >= 0.95
+
+
+def test_no_secret_in_the_bucket_or_xcoms(s3_run, s3):
+    from airflow import settings
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    run, _, _ = s3_run
+    client = s3.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket):
+        for obj in page.get("Contents", []):
+            body = client.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read()
+            assert s3.secret_key.encode() not in body, obj["Key"]
+    with settings.Session() as session:
+        xcoms = session.scalars(select(XComModel).where(XComModel.run_id == run.run_id)).all()
+    assert xcoms and s3.secret_key not in json.dumps([x.value for x in xcoms], default=str)
