@@ -127,3 +127,16 @@ def test_no_secret_in_the_bucket_or_xcoms(s3_run, s3):
     with settings.Session() as session:
         xcoms = session.scalars(select(XComModel).where(XComModel.run_id == run.run_id)).all()
     assert xcoms and s3.secret_key not in json.dumps([x.value for x in xcoms], default=str)
+
+
+def test_s3_server_listens_on_loopback_only(s3):
+    import psutil
+
+    proc = psutil.Process(s3.proc.pid)
+    listening = {
+        c.laddr.ip
+        for p in [proc, *proc.children(recursive=True)]
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {"127.0.0.1"}
