@@ -74,16 +74,17 @@ def download(src: str, local: str) -> None:
 
 
 def move(src: str, dst: str) -> None:
-    """Move a file, also between protocols (a local file published to S3: uploaded under a
+    """Move a file, also between protocols (a local file published to S3: copied under a
     temporary name, then moved in place, so readers never see part of it)."""
     if protocol(src) == protocol(dst):
         rename(src, dst)
         return
     tmp = tmp_name(dst)
-    fsys, t = filesystem(tmp)
-    fsys.put_file(src.removeprefix("file://"), t)
+    with open(src, "rb") as reader, open(tmp, "wb") as writer:
+        while chunk := reader.read(16 << 20):
+            writer.write(chunk)
     rename(tmp, dst)
-    os.remove(src.removeprefix("file://"))
+    rm(src)
 
 
 def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> IO:

@@ -195,13 +195,13 @@ def run(
         log.warning("download %s: removed unfinished shard files %s", part_name(part), removed)
     started = time.time()
     log.info("download %s: %d urls -> %s", part_name(part), expected, out)
-    before = shards.counted(out) if fs.exists(out) else 0
+    before = shards.counted(out)
     if before:
         log.info("download %s: %d urls already in complete shards", part_name(part), before)
     with progress.polling(  # rows of this attempt only, so rate and ETA hold on a resume
         f"download {part_name(part)}",
         expected - before,
-        lambda: (shards.counted(out) if fs.exists(out) else 0) - before,
+        lambda: shards.counted(out) - before,
         log,
         "urls",
     ):

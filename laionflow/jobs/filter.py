@@ -279,23 +279,30 @@ def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> 
 def spark_session(
     master: str | None = None, app: str = "laionflow", conf: dict[str, str] | None = None
 ):
-    """A Spark session bound to loopback, UI off (the UI would listen on every interface).
-    spark-submit's own ``--conf`` settings win over these defaults."""
+    """A Spark session bound to loopback with the UI off (the UI would listen on every
+    interface) — as defaults only: what spark-submit was given (``--name``, a driver host the
+    executors of a multi-host cluster can reach, ``--conf``) wins, so a deployment changes them
+    without code. ``conf`` (the job's own needs, e.g. executor environment) always applies."""
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName(app)
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, so its settings are visible
+    submitted = SparkConf()
+    defaults = {
+        "spark.app.name": app,
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"),
+    }
+    builder = SparkSession.builder
     if master:
         builder = builder.master(master)
-    for key, value in {**s3a_conf(), **(conf or {})}.items():
+    settings = {k: v for k, v in defaults.items() if not submitted.contains(k)}
+    for key, value in {**settings, **s3a_conf(), **(conf or {})}.items():
         builder = builder.config(key, value)
-    return (
-        builder.config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"))
-        .getOrCreate()
-    )
+    return builder.getOrCreate()
 
 
 def s3a_conf() -> dict[str, str]:
