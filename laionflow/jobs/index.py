@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -32,9 +33,24 @@ def embedded_parts(layout: Layout) -> list[int]:
     return sorted(parts)
 
 
-def _load(path: str) -> np.ndarray:
+def load_array(path: str) -> np.ndarray:
     with fs.open(path) as fh:
         return np.load(fh)
+
+
+def embedding_batches(layout: Layout) -> Iterator[dict]:
+    """Every published embedding batch, in part then batch order: its part and the paths of
+    its image and text vectors and its metadata (what ``_done.json`` lists, nothing else)."""
+    for part in embedded_parts(layout):
+        base = layout.embeddings_part(part)
+        for b in fs.read_json(f"{base}/_done.json")["batches"]:
+            n = b["batch"]
+            yield {
+                "part": part,
+                "img": f"{base}/img_emb/img_emb_{n}.npy",
+                "txt": f"{base}/text_emb/text_emb_{n}.npy",
+                "meta": f"{base}/metadata/metadata_{n}.parquet",
+            }
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
@@ -49,14 +65,11 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             return {"stage": "index", "size": 0, "skipped": "no embeddings for this output format"}
         raise FileNotFoundError(f"no finished embeddings under {layout.embeddings}")
     started = time.time()
-    img, txt, meta = [], [], {}
-    for part in parts:
-        base = layout.embeddings_part(part)
-        meta[part] = []
-        for b in fs.read_json(f"{base}/_done.json")["batches"]:
-            img.append(_load(f"{base}/img_emb/img_emb_{b['batch']}.npy"))
-            txt.append(_load(f"{base}/text_emb/text_emb_{b['batch']}.npy"))
-            meta[part].append(f"{base}/metadata/metadata_{b['batch']}.parquet")
+    img, txt, meta = [], [], {part: [] for part in parts}
+    for batch in embedding_batches(layout):
+        img.append(load_array(batch["img"]))
+        txt.append(load_array(batch["txt"]))
+        meta[batch["part"]].append(batch["meta"])
     img_emb = np.concatenate(img).astype(np.float32)
     txt_emb = np.concatenate(txt).astype(np.float32)
     if len(img_emb) == 0:

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from laionflow import fs
-from laionflow.jobs.index import embedded_parts
+from laionflow.jobs.index import embedding_batches, load_array
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
 
@@ -32,13 +32,10 @@ def _load(layout: Layout):
     import pyarrow.parquet as pq
 
     vectors, tables = [], []
-    for part in embedded_parts(layout):
-        base = layout.embeddings_part(part)
-        for b in fs.read_json(f"{base}/_done.json")["batches"]:
-            with fs.open(f"{base}/img_emb/img_emb_{b['batch']}.npy") as fh:
-                vectors.append(np.load(fh).astype(np.float32))
-            with fs.open(f"{base}/metadata/metadata_{b['batch']}.parquet") as fh:
-                tables.append(pq.read_table(fh))
+    for batch in embedding_batches(layout):
+        vectors.append(load_array(batch["img"]).astype(np.float32))
+        with fs.open(batch["meta"]) as fh:
+            tables.append(pq.read_table(fh))
     if not vectors:
         return np.zeros((0, 0), np.float32), []
     meta = pa.concat_tables(tables, promote_options="permissive").to_pylist()

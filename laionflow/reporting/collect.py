@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from laionflow import fs
+from laionflow.jobs.index import embedding_batches, load_array
 from laionflow.jobs.shards import shard_ids
 from laionflow.layout import Layout
 
@@ -51,22 +52,14 @@ def samples(layout: Layout, parts: list[int]) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
 
 
-def clip_scores(layout: Layout, parts: list[int]) -> np.ndarray:
+def clip_scores(layout: Layout) -> np.ndarray:
     """Cosine similarity of each sample's image and caption embeddings."""
     scores = []
-    for part in parts:
-        done = _read_json(f"{layout.embeddings_part(part)}/_done.json")
-        if not done:
-            continue
-        for batch in done.get("batches", []):
-            number = batch["batch"] if isinstance(batch, dict) else batch
-            base = layout.embeddings_part(part)
-            with fs.open(f"{base}/img_emb/img_emb_{number}.npy") as fh:
-                img = np.load(fh).astype(np.float32)
-            with fs.open(f"{base}/text_emb/text_emb_{number}.npy") as fh:
-                txt = np.load(fh).astype(np.float32)
-            norms = np.linalg.norm(img, axis=1) * np.linalg.norm(txt, axis=1)
-            scores.append((img * txt).sum(axis=1) / np.maximum(norms, 1e-12))
+    for batch in embedding_batches(layout):
+        img = load_array(batch["img"]).astype(np.float32)
+        txt = load_array(batch["txt"]).astype(np.float32)
+        norms = np.linalg.norm(img, axis=1) * np.linalg.norm(txt, axis=1)
+        scores.append((img * txt).sum(axis=1) / np.maximum(norms, 1e-12))
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
@@ -112,7 +105,7 @@ def collect(dataset_root: str, summary: dict) -> dict[str, Any]:
         "failures": dict(sorted(led["failed"].items(), key=lambda kv: -kv[1])),
         "filtered": led["filtered"],
         "samples": samples(layout, parts),
-        "clip_scores": clip_scores(layout, parts),
+        "clip_scores": clip_scores(layout),
         "dedup": {
             "exact duplicates (filter)": led["duplicates"],
             "semantic duplicates (semdedup)": (dedup or {}).get("removed", 0),
