@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from laionflow import fs
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {

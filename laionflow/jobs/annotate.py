@@ -14,7 +14,7 @@ import csv
 import logging
 
 from laionflow import failpoints, fs
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 

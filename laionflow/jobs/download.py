@@ -15,11 +15,10 @@ import logging
 import os
 import time
 
-from laionflow import fetchguard, fs, progress
-from laionflow.jobs import shards
-from laionflow.jobs.shards import IncompletePartError, tally
+from laionflow import fetchguard, fs, progress, shards
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
+from laionflow.shards import IncompletePartError, tally
 
 log = logging.getLogger(__name__)
 #: carried from the metadata into each sample's json/parquet (img2dataset forbids width/height;

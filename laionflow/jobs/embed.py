@@ -23,7 +23,7 @@ import numpy as np
 
 from laionflow import clip_model, failpoints, fs, progress
 from laionflow.jobs import gpu_decode
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 

@@ -23,12 +23,12 @@ import os
 import tempfile
 import time
 
-from laionflow import fs
-from laionflow.jobs import download, shards
-from laionflow.jobs.shards import PATCH_COLUMN, UrlState, is_retryable
+from laionflow import fs, shards
+from laionflow.jobs import download
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 from laionflow.recipes.schema import RepairConfig
+from laionflow.shards import PATCH_COLUMN, UrlState, is_retryable
 
 log = logging.getLogger(__name__)
 

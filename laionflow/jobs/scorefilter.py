@@ -15,7 +15,7 @@ import math
 import os
 
 from laionflow import fs
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from laionflow import clip_model, fs
 from laionflow.jobs.embed import IMAGE_EXT
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 

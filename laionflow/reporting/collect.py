@@ -11,7 +11,7 @@ import numpy as np
 
 from laionflow import fs
 from laionflow.jobs.index import embedding_batches, load_array
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.layout import Layout
 
 

@@ -162,7 +162,7 @@ def test_inference_killed_mid_partition_reruns_to_the_uninterrupted_result(
 def test_a_stats_file_cut_by_a_kill_does_not_complete_its_shard(tmp_path):
     """img2dataset writes ``_stats.json`` in place: a kill mid-write leaves it empty. Such a
     shard is incomplete and its files are removed before the rerun redoes it."""
-    from laionflow.jobs.shards import remove_orphans, shard_ids
+    from laionflow.shards import remove_orphans, shard_ids
 
     for sid, stats in ((0, '{"count": 1, "successes": 1}'), (1, ""), (2, '{"count": 1, "su')):
         for ext in (".tar", ".parquet"):

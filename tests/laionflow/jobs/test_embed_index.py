@@ -5,7 +5,7 @@ import webdataset as wds
 
 from laionflow.clip_model import MissingWeightsError
 from laionflow.jobs import embed
-from laionflow.jobs.shards import shard_ids
+from laionflow.shards import shard_ids
 from laionflow.query import IndexReader, query
 from laionflow.recipes import load_recipe
 
