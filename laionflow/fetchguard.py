@@ -26,10 +26,7 @@ Refusals raise ``URLError("laionflow-guard: blocked ...")``; the download stage 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import http.client
-import io
 import ipaddress
 import json
 import os
@@ -55,11 +52,39 @@ def user_agent(token: str) -> str:
 
 @dataclass(frozen=True)
 class FetchPolicy:
+    """Everything a download worker needs to fetch politely and safely; travels to spawned
+    workers and Spark executors as JSON in ``$LAIONFLOW_FETCH_POLICY``."""
+
     allow: tuple[str, ...] = ()
     user_agent: str = "laionflow/0.1 (compatible; laionflow)"
-    per_domain: int = 0
-    lock_dir: str = ""
+    per_domain: int = 0  # concurrent requests per host; 0: unlimited
+    lock_dir: str = ""  # kept for old policies; ``state_dir`` is what is used
     insecure_ssl: bool = False
+    token: str = "laionflow"  # our robots.txt / X-Robots-Tag product token
+    signals: tuple[str, ...] = ()  # opt-out signals honoured (laionflow.web.optout.SIGNALS)
+    directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    deadline_s: float = 30.0  # one fetch, DNS + connect + headers + body, redirects included
+    rate: float = 0.0  # requests per second per host; 0: unlimited
+    max_wait_s: float = 60.0
+    breaker_failures: int = 0  # failures in a row that open a host's circuit; 0: never
+    breaker_cooldown_s: float = 300.0
+    state_dir: str = ""  # host budgets and opt-out rules shared by the node's processes
+    dns: str = ""  # resolver address (``$LAIONFLOW_DNS``); empty: the system's
+    dns_timeout_s: float = 5.0
+
+    def budget(self):  # noqa: ANN201 - laionflow.web.budget.Budget
+        from laionflow.web.budget import Budget
+
+        return Budget(
+            rate=self.rate,
+            concurrency=self.per_domain,
+            max_wait_s=self.max_wait_s,
+            breaker_failures=self.breaker_failures,
+            breaker_cooldown_s=self.breaker_cooldown_s,
+        )
+
+    def check(self, host: str, ip: str, port: int) -> None:
+        check_address(self, host, ip, port)
 
     @staticmethod
     def allow_from_env() -> tuple[str, ...]:
@@ -75,7 +100,9 @@ class FetchPolicy:
         if not raw:
             return None
         data = json.loads(raw)
-        data["allow"] = tuple(data.get("allow", ()))
+        for key in ("allow", "signals", "directives"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def allows(self, host: str, ip: str, port: int) -> bool:
@@ -119,52 +146,41 @@ def check_address(policy: FetchPolicy, host: str, ip: str, port: int) -> None:
 
 
 def guarded_connection(policy: FetchPolicy):
-    """``socket.create_connection`` that resolves, checks every address, then connects to a
-    checked address itself (never resolving the name again)."""
+    """``socket.create_connection`` that resolves (through the shared resolver), checks every
+    address, then connects to a checked address itself (never resolving the name again), held
+    to the fetch's deadline."""
+    from laionflow.web import body
+    from laionflow.web.opener import deadline_left
+    from laionflow.web.resolver import resolver
+
+    dns = resolver(policy.dns)
 
     def create(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **_kw):
         host, port = address
-        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        for *_, sockaddr in infos:
-            check_address(policy, host, sockaddr[0], port)
+        host = host.strip("[]").rstrip(".")
+        ips = dns.resolve(host, policy.dns_timeout_s)
+        for ip in ips:
+            check_address(policy, host, ip, port)
+        left = deadline_left()
+        if left is not None:
+            if left <= 0:
+                raise URLError(f"laionflow: deadline: {host} before connecting")
+            if not isinstance(timeout, (int, float)) or timeout > left:
+                timeout = left
         err: OSError | None = None
-        for *_, sockaddr in infos:
+        for ip in ips:
             try:
-                return socket.create_connection(
-                    (sockaddr[0], port), timeout=timeout, source_address=source_address
+                sock = socket.create_connection(
+                    (ip, port), timeout=timeout, source_address=source_address
                 )
             except OSError as exc:
                 err = exc
+                continue
+            body.watch(sock, None if left is None else time.monotonic() + left)
+            return sock
         raise err or OSError(f"cannot connect to {host}:{port}")
 
     return create
-
-
-class DomainSlots:
-    """At most ``limit`` concurrent requests per host, across processes (flock on slot files)."""
-
-    def __init__(self, lock_dir: str, limit: int) -> None:
-        self.lock_dir, self.limit = lock_dir, limit
-        os.makedirs(lock_dir, exist_ok=True)
-
-    @contextlib.contextmanager
-    def hold(self, host: str):
-        stem = os.path.join(self.lock_dir, hashlib.sha1(host.encode()).hexdigest()[:16])
-        while True:
-            for slot in range(self.limit):
-                fd = os.open(f"{stem}.{slot}", os.O_CREAT | os.O_RDWR, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                try:
-                    yield
-                    return
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
-            time.sleep(0.005)
 
 
 def _refuse_scheme(self, req):  # noqa: ANN001 - urllib handler signature
@@ -172,8 +188,10 @@ def _refuse_scheme(self, req):  # noqa: ANN001 - urllib handler signature
 
 
 def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
+    from laionflow.web.opener import Client, DeadlineOpener
+
     create = guarded_connection(policy)
-    slots = DomainSlots(policy.lock_dir, policy.per_domain) if policy.per_domain > 0 else None
+    client = Client(policy, create)
 
     # http.client sets ``self._create_connection`` in ``__init__``: replace it there
     class _Conn(http.client.HTTPConnection):
@@ -186,27 +204,13 @@ def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
             super().__init__(*args, **kwargs)
             self._create_connection = create
 
-    def _open(handler, conn_class, req, **kwargs):
-        req.add_header("User-Agent", policy.user_agent)
-        host = (req.host or "").rsplit(":", 1)[0].lower()
-        with slots.hold(host) if slots else contextlib.nullcontext():
-            resp = urllib.request.AbstractHTTPHandler.do_open(handler, conn_class, req, **kwargs)
-            if slots is None:
-                return resp
-            # read the body while holding the slot, so the limit covers the transfer
-            body = resp.read()
-            resp.close()
-        out = urllib.response.addinfourl(io.BytesIO(body), resp.headers, resp.url, resp.status)
-        out.msg = resp.reason
-        return out
-
     class _HTTP(urllib.request.HTTPHandler):
         def http_open(self, req):
-            return _open(self, _Conn, req)
+            return client.hop(self, _Conn, req)
 
     class _HTTPS(urllib.request.HTTPSHandler):
         def https_open(self, req):
-            return _open(self, _SConn, req, context=self._context)
+            return client.hop(self, _SConn, req, context=self._context)
 
     class _File(urllib.request.FileHandler):
         file_open = _refuse_scheme
@@ -220,7 +224,10 @@ def build_opener(policy: FetchPolicy) -> urllib.request.OpenerDirector:
     class _Unknown(urllib.request.UnknownHandler):
         unknown_open = _refuse_scheme
 
-    return urllib.request.build_opener(_HTTP, _HTTPS, _File, _FTP, _Data, _Unknown)
+    opener = urllib.request.build_opener(_HTTP, _HTTPS, _File, _FTP, _Data, _Unknown)
+    opener.__class__ = DeadlineOpener  # one deadline per outermost open (all redirects)
+    opener.deadline_s = policy.deadline_s
+    return opener
 
 
 def install(policy: FetchPolicy) -> None:
@@ -239,9 +246,9 @@ def applied(policy: FetchPolicy):
     import ssl
     import tempfile
 
-    own_lock_dir = not policy.lock_dir
+    own_lock_dir = not policy.state_dir
     if own_lock_dir:
-        policy = FetchPolicy(**{**asdict(policy), "lock_dir": tempfile.mkdtemp(prefix="lf-dom-")})
+        policy = FetchPolicy(**{**asdict(policy), "state_dir": tempfile.mkdtemp(prefix="lf-web-")})
     saved_env = {k: os.environ.get(k) for k in (POLICY_ENV, "PYTHONPATH")}
     saved_opener = urllib.request._opener
     saved_ctx = ssl._create_default_https_context
@@ -261,4 +268,4 @@ def applied(policy: FetchPolicy):
         if own_lock_dir:
             import shutil
 
-            shutil.rmtree(policy.lock_dir, ignore_errors=True)
+            shutil.rmtree(policy.state_dir, ignore_errors=True)

@@ -19,6 +19,7 @@ from laionflow import fetchguard, fs, progress, shards
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 from laionflow.shards import IncompletePartError, tally
+from laionflow.web import optout, resolver
 
 log = logging.getLogger(__name__)
 #: carried from the metadata into each sample's json/parquet (img2dataset forbids width/height;
@@ -43,24 +44,51 @@ def _quiet_environment() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
-def fetch_policy(recipe: Recipe, lock_dir: str = "") -> fetchguard.FetchPolicy:
-    """The fetch guard of a recipe's downloads (allowlist from the worker's environment)."""
-    opts = recipe.download
+def fetch_policy(recipe: Recipe, state_dir: str = "") -> fetchguard.FetchPolicy:
+    """The fetch guard of a recipe's downloads: opt-out signals, per-host budget, deadline,
+    resolver (``$LAIONFLOW_DNS``) and allowlist (``$LAIONFLOW_FETCH_ALLOW``) — the last two
+    worker settings, not recipe fields, on purpose."""
+    opts, polite = recipe.download, recipe.download.politeness
     return fetchguard.FetchPolicy(
         allow=fetchguard.FetchPolicy.allow_from_env(),
         user_agent=fetchguard.user_agent(opts.user_agent_token),
         per_domain=opts.per_domain_concurrency,
         insecure_ssl=not opts.ssl_verify,
-        lock_dir=lock_dir,
+        token=opts.user_agent_token,
+        signals=tuple(s for s in optout.SIGNALS if getattr(opts.optout, s)),
+        directives=tuple(opts.disallowed_header_directives),
+        deadline_s=opts.deadline_s,
+        rate=polite.rate_per_host,
+        max_wait_s=polite.max_wait_s,
+        breaker_failures=polite.breaker_failures,
+        breaker_cooldown_s=polite.breaker_cooldown_s,
+        state_dir=state_dir or web_state_dir(recipe),
+        dns=os.environ.get(resolver.DNS_ENV, ""),
     )
 
 
-def executor_env(recipe: Recipe, lock_dir: str) -> dict[str, str]:
+def web_state_dir(recipe: Recipe) -> str:
+    """Node-local folder of host budgets and robots/TDMRep rules, shared by every part of the
+    dataset a worker downloads (``$LAIONFLOW_WEB_STATE`` overrides the parent folder)."""
+    import hashlib
+    import tempfile
+
+    parent = os.environ.get("LAIONFLOW_WEB_STATE") or os.path.join(
+        tempfile.gettempdir(), "laionflow-web"
+    )
+    return os.path.join(parent, hashlib.sha1(recipe.dataset_root.encode()).hexdigest()[:12])
+
+
+def signals_off(recipe: Recipe) -> list[str]:
+    return [s for s in optout.SIGNALS if not getattr(recipe.download.optout, s)]
+
+
+def executor_env(recipe: Recipe, state_dir: str) -> dict[str, str]:
     """What remote download workers (Spark executors) must have in their environment: the
     guard, installed at interpreter start by the sitecustomize hook, and OpenCV's pixel limit.
-    ``lock_dir`` holds the per-domain slots of each node (created where missing)."""
+    ``state_dir`` holds the host budgets and rules of each node (created where missing)."""
     return {
-        fetchguard.POLICY_ENV: fetch_policy(recipe, lock_dir).to_env(),
+        fetchguard.POLICY_ENV: fetch_policy(recipe, state_dir).to_env(),
         "PYTHONPATH": fetchguard.HOOK_DIR,
         "OPENCV_IO_MAX_IMAGE_PIXELS": str(recipe.download.max_image_pixels),
         "NO_ALBUMENTATIONS_UPDATE": "1",
@@ -73,6 +101,8 @@ def _worker_environment(recipe: Recipe, part: int):
     honest User-Agent, per-domain limit, TLS switch) and OpenCV's pixel limit, which it reads
     once at import and checks from the header before decoding. Restored afterwards."""
     opts = recipe.download
+    for signal in signals_off(recipe):
+        log.warning("opt-out signal %r is OFF for %s: it is not honoured", signal, part_name(part))
     if not opts.ssl_verify:
         log.warning("!" * 72)
         log.warning(
@@ -149,6 +179,13 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
             "rerun to finish the missing shards"
         )
     fsys, path = fs.filesystem(layout.images_part(part))
+    failures = [
+        (s.url, s.reason or "other", s.row.get("error_message") or "", s.last_attempt)
+        for s in shards.states(layout.images_part(part)).values()
+        if not s.success
+    ]
+    opted_out = optout.table(failures)
+    fs.write_json(layout.optout_table(part), opted_out)
     summary = {
         "stage": "download",
         "part": part,
@@ -161,6 +198,8 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
         "given_up": counts["given_up"],
         "shards": counts["shards"],
         "output_format": recipe.download.output_format,
+        "optout_hosts": len({e["host"] for e in opted_out}),
+        "optout_signals_off": signals_off(recipe),
         "seconds": round(seconds, 2),
         "images_per_s": round(counts["successes"] / seconds, 1) if seconds else None,
         **extra,

@@ -72,7 +72,7 @@ OUTCOME: dict[str, str] = {
     "timeout": "timeout",
     "truncate": "truncated",
     "corrupt": "decode_error",
-    "noai": "opt_out",
+    "noai": "optout_x_robots_tag",
     "huge": "too_large",
     "redirect": "success",
     "redirect_loopback": "blocked_address",

@@ -9,7 +9,7 @@ import pytest
 
 from laionflow.fetchguard import FetchPolicy, check_address
 from laionflow.jobs import download
-from laionflow.jobs.shards import reason_of, states
+from laionflow.shards import reason_of, states
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import Fault
 from laionflow.testing.server import FixtureServer

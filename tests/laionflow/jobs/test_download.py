@@ -7,14 +7,14 @@ import webdataset as wds
 from PIL import Image
 
 from laionflow.jobs import annotate, download
-from laionflow.jobs.shards import reason_of
+from laionflow.shards import reason_of
 
 
 def test_reason_of_groups_img2dataset_error_messages():
     assert reason_of("HTTP Error 404: Not Found") == "http_404"
     assert reason_of("<urlopen error timed out>") == "timeout"
     assert reason_of("cannot identify image file <_io.BytesIO>") == "decode_error"
-    assert reason_of(None) == "unknown"
+    assert reason_of(None) == "other"
 
 
 def test_every_filtered_row_lands_in_exactly_one_shard(pipeline, corpus):

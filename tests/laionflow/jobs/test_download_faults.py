@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from laionflow.jobs import download
-from laionflow.jobs.shards import reason_of
+from laionflow.shards import reason_of
 from laionflow.recipes import load_recipe
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import KINDS, OUTCOME, FaultPlan
