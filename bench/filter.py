@@ -88,7 +88,7 @@ def main() -> None:
 
     os.environ.setdefault("LAIONFLOW_SHUFFLE_PARTITIONS", "16")
     os.environ.setdefault("LAIONFLOW_SPARK_DRIVER_MEMORY", "8g")
-    from laionflow.jobs.filter import spark_session
+    from laionflow.spark import spark_session
 
     spark = spark_session("local[*]", app="bench-filter")
     # warm the JVM (class loading, code generation) so both engines are measured warm

@@ -7,43 +7,18 @@ import json
 import logging
 import sys
 
-#: stage name -> (module, function); every function is ``f(recipe, [part], force) -> dict``
-STAGES = {
-    **{
-        s: (f"laionflow.jobs.{s}", "run")
-        for s in (
-            "metadata",
-            "filter",
-            "download",
-            "annotate",
-            "embed",
-            "index",
-            "report",
-            "semdedup",
-        )
-    },
-    "score_filter": ("laionflow.jobs.scorefilter", "run"),
-    "pack_fetch": ("laionflow.jobs.packs", "fetch"),
-    "pack_extract": ("laionflow.jobs.packs", "extract"),
-    "pack_index": ("laionflow.jobs.packs", "index"),
-    "repair": ("laionflow.jobs.patch", "run"),
-    "scores": ("laionflow.jobs.scores", "run"),
-}
-PART_STAGES = ("download", "annotate", "embed", "repair", "scores")
-
 
 def _run_stage(args: argparse.Namespace) -> int:
-    import importlib
-
     from laionflow import recipes
     from laionflow.credentials import describe
+    from laionflow.stages import STAGES
 
     logging.getLogger("laionflow").info("credentials: %s", describe())
     recipe = recipes.resolve(args.config)
-    module_name, func_name = STAGES[args.stage]
-    func = getattr(importlib.import_module(module_name), func_name)
+    stage = STAGES[args.stage]
+    func = stage.function()
     kwargs = {"force": args.force}
-    if args.stage in PART_STAGES:
+    if stage.per_part:
         if args.part is None:
             raise SystemExit(f"stage {args.stage} needs --part")
         kwargs["part"] = args.part
@@ -75,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Rebuild the report of a run from its folder (``ROOT/<recipe>/runs/<run>``)."""
     from laionflow import recipes
-    from laionflow.jobs import report
+    from laionflow.reporting import ledger as report
 
     run_dir = args.run_dir.rstrip("/")
     out = report.run(recipes.resolve(f"{run_dir}/config.json"), run_dir=run_dir)
@@ -119,6 +94,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from laionflow.stages import STAGES
+
     parser = argparse.ArgumentParser(prog="laionflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

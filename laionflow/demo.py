@@ -42,8 +42,8 @@ def run_demo(root: str, rows: int = 2000, parts: int = 4) -> int:
     embedded.configure(root_path / "airflow")
     embedded.migrate(root_path / "airflow")
     from laionflow.clip_model import save_random_checkpoint
-    from laionflow.jobs.report import format_ledger
     from laionflow.query import query
+    from laionflow.reporting.ledger import format_ledger
     from laionflow.testing.corpus import CorpusSpec, build_corpus
     from laionflow.testing.server import FixtureServer
 

@@ -1,18 +1,37 @@
 """Where each artefact lives under a dataset root.
 
 Other tools read these paths (img2dataset's shard layout, clip-retrieval's embedding layout,
-``clip back``'s index layout), so they are fixed here once and nowhere else.
+``clip back``'s index layout), so they are fixed here once and nowhere else: stages ask this
+module for every path (local or ``s3://``) and for the part id in a name, never spell them.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
+
+#: the names that carry a part id: a part's folder (``part_00001``), a filtered metadata part
+#: (``part-00001.parquet``, Spark's spelling) and Spark's partition folder (``_part=1``)
+_PART_NAMES = re.compile(r"^(?:part_(\d{5,})|part-(\d{5,})\.parquet|_part=(\d+))$")
 
 
 def part_name(part: int) -> str:
     """``part_00001`` — the readable name used for folders, annotation files and map indices."""
     return f"part_{part:05d}"
+
+
+def part_id(path: str) -> int | None:
+    """The part id of a part folder, filtered part or Spark partition folder (by its last
+    path element); None for any other name (``part_00001_stats.csv`` included)."""
+    m = _PART_NAMES.match(path.rstrip("/").rsplit("/", 1)[-1])
+    return None if m is None else int(next(g for g in m.groups() if g is not None))
+
+
+def shard_path(folder: str, shard: int, suffix: str) -> str:
+    """A file of img2dataset shard ``shard`` in a part folder: ``suffix`` is ``.tar``,
+    ``.parquet``, ``_stats.json``..."""
+    return f"{folder}/{shard:05d}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -59,19 +78,65 @@ class Layout:
     def download_summary(self, part: int) -> str:
         return self._join("images", f"{part_name(part)}_summary.json")
 
+    def optout_table(self, part: int) -> str:
+        return self._join("images", f"{part_name(part)}_optout.json")
+
     def repairs_ledger(self, part: int) -> str:
         return self._join("images", f"{part_name(part)}_repairs.json")
 
     def embeddings_part(self, part: int) -> str:
         return self._join("embeddings", part_name(part))
 
+    def embeddings_done(self, part: int) -> str:
+        return self._join("embeddings", part_name(part), "_done.json")
+
+    def embedding_batch(self, part: int, batch: int) -> dict[str, str]:
+        """The three files of one embedding batch (clip-retrieval's names)."""
+        base = self.embeddings_part(part)
+        return {
+            "img": f"{base}/img_emb/img_emb_{batch}.npy",
+            "txt": f"{base}/text_emb/text_emb_{batch}.npy",
+            "meta": f"{base}/metadata/metadata_{batch}.parquet",
+        }
+
     @property
     def embeddings(self) -> str:
         return self._join("embeddings")
 
     @property
+    def scores(self) -> str:
+        return self._join("scores")
+
+    def scores_part(self, part: int) -> str:
+        return self._join("scores", part_name(part))
+
+    @property
+    def kept_scores(self) -> str:
+        return self._join("scores", "kept.parquet")
+
+    @property
+    def kept_summary(self) -> str:
+        return self._join("scores", "_kept_summary.json")
+
+    @property
+    def score_shards(self) -> str:
+        return self._join("scores", "shards")
+
+    @property
+    def dedup(self) -> str:
+        return self._join("dedup")
+
+    @property
+    def dedup_summary(self) -> str:
+        return self._join("dedup", "_summary.json")
+
+    @property
     def index(self) -> str:
         return self._join("index")
+
+    @property
+    def index_summary(self) -> str:
+        return self._join("index", "_summary.json")
 
     @property
     def report(self) -> str:
@@ -88,3 +153,16 @@ class Layout:
     def run_dir(self, run_id: str) -> str:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
         return posixpath.join(self.runs, safe)
+
+    def done_parts(self, folder: str, marker: str = "_done.json") -> list[int]:
+        """Parts with a finished ``folder/part_NNNNN/<marker>`` (embeddings, scores...)."""
+        from laionflow import fs
+
+        found = ((part_id(p), p) for p in fs.ls(folder))
+        return sorted(p for p, path in found if p is not None and fs.exists(f"{path}/{marker}"))
+
+
+def stage_summary(config_path: str, stage: str) -> str:
+    """Where a Spark stage publishes its summary for the operator: next to the run's config
+    (``runs/<run>/summaries/<stage>.json``), so any deploy mode of the driver reaches it."""
+    return f"{config_path.rpartition('/')[0] or '.'}/summaries/{stage}.json"

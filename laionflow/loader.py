@@ -11,15 +11,13 @@ metadata filters, transform images, tokenize captions, batch in a DataLoader.
 
 from __future__ import annotations
 
-import io
-import json
 import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from laionflow import fs
+from laionflow import fs, samples
+from laionflow.layout import Layout, part_id, shard_path
 from laionflow.shards import shard_ids
-from laionflow.layout import Layout
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -29,7 +27,6 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     "<": operator.lt,
 }
-IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 
 
 def shard_urls(dataset_root: str, parts: Iterable[int] | None = None) -> list[str]:
@@ -38,14 +35,10 @@ def shard_urls(dataset_root: str, parts: Iterable[int] | None = None) -> list[st
     wanted = set(parts) if parts is not None else None
     urls = []
     for folder in fs.ls(layout.images):
-        name = folder.rstrip("/").rsplit("/", 1)[-1]
-        if not name.startswith("part_") or "." in name:
+        part = part_id(folder)
+        if part is None or (wanted is not None and part not in wanted):
             continue
-        if wanted is not None and int(name[5:]) not in wanted:
-            continue
-        for sid in shard_ids(folder):
-            tar = f"{folder}/{sid:05d}.tar"
-            urls.append(tar)
+        urls += [shard_path(folder, sid, ".tar") for sid in shard_ids(folder)]
     return fs.webdataset_urls(urls)
 
 
@@ -58,12 +51,12 @@ class _Keep:
     def __call__(self, sample: dict) -> bool:
         for part in self.require:
             if part == "image":
-                if not any(k in sample for k in IMAGE_KEYS):
+                if not samples.has_image(sample):
                     return False
             elif part not in sample:
                 return False
         if self.where:
-            meta = json.loads(sample["json"]) if "json" in sample else {}
+            meta = samples.meta(sample)
             for field, (op, value) in self.where.items():
                 got = meta.get(field)
                 if got is None or not OPS[op](got, value):
@@ -76,16 +69,12 @@ class _Decode:
         self.image_transform, self.with_meta = image_transform, with_meta
 
     def __call__(self, sample: dict):
-        from PIL import Image
-
-        raw = next(sample[k] for k in IMAGE_KEYS if k in sample)
-        image = Image.open(io.BytesIO(raw)).convert("RGB")
+        image = samples.open_image(samples.image_bytes(sample))
         if self.image_transform is not None:
             image = self.image_transform(image)
-        text = sample.get("txt", b"").decode("utf-8")
         if self.with_meta:
-            return image, text, json.loads(sample.get("json", b"{}"))
-        return image, text
+            return image, samples.caption(sample), samples.meta(sample)
+        return image, samples.caption(sample)
 
 
 def make_dataset(

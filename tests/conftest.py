@@ -38,7 +38,7 @@ def airflow_db(session_tmp: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def spark():
-    from laionflow.jobs.filter import spark_session
+    from laionflow.spark import spark_session
 
     session = spark_session("local[2]", app="laionflow-tests")
     yield session
@@ -77,9 +77,10 @@ def checkpoint(session_tmp: Path) -> str:
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, corpus, checkpoint, spark, fixture_server):
     """The whole chain run once, stage by stage, in-process: shared by the stage tests."""
-    from laionflow.jobs import annotate, download, embed, index, metadata, report
+    from laionflow.jobs import annotate, download, embed, index, metadata
     from laionflow.jobs.filter import run_spark
     from laionflow.recipes import load_recipe
+    from laionflow.reporting import ledger as report
 
     root = tmp_path_factory.mktemp("pipeline")
     recipe = load_recipe("laion400m", small_overrides(root, corpus, checkpoint))

@@ -14,9 +14,9 @@ import csv
 import logging
 
 from laionflow import failpoints, fs
-from laionflow.shards import shard_ids
-from laionflow.layout import Layout, part_name
+from laionflow.layout import Layout, part_name, shard_path
 from laionflow.recipes import Recipe
+from laionflow.shards import shard_ids
 
 log = logging.getLogger(__name__)
 SHARD_EXT = {"webdataset": "tar", "tfrecord": "tfrecord", "parquet": "parquet"}
@@ -34,7 +34,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     rows: list[list] = []
     total = 0
     for sid in shard_ids(folder):
-        with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
+        with fs.open(shard_path(folder, sid, ".parquet")) as fh:
             table = pq.read_table(fh, columns=["key", "caption", "status"])
         ok = [
             (k, c)
@@ -46,9 +46,9 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         total += len(ok)
         if fmt == "files":
             ext = recipe.download.encode_format
-            rows.extend([f"{folder}/{sid:05d}/{key}.{ext}", cap] for key, cap in ok)
+            rows.extend([shard_path(folder, sid, f"/{key}.{ext}"), cap] for key, cap in ok)
         else:
-            rows.append([f"{folder}/{sid:05d}.{SHARD_EXT[fmt]}", len(ok)])
+            rows.append([shard_path(folder, sid, f".{SHARD_EXT[fmt]}"), len(ok)])
     header = ["image_path", "caption"] if fmt == "files" else ["tar_path", "samples"]
     with fs.atomic_write(target, "w") as fh:
         writer = csv.writer(fh)

@@ -13,56 +13,18 @@ rerun removes its leftovers and recomputes it.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import os
 import time
 
 import numpy as np
 
-from laionflow import clip_model, failpoints, fs, progress
-from laionflow.jobs import gpu_decode
-from laionflow.shards import shard_ids
-from laionflow.layout import Layout, part_name
+from laionflow import clip_model, failpoints, fs, gpu_decode, progress, samples
+from laionflow.layout import Layout, part_name, shard_path
 from laionflow.recipes import Recipe
+from laionflow.shards import shard_ids
 
 log = logging.getLogger(__name__)
-IMAGE_EXT = ("jpg", "jpeg", "png", "webp")
-
-
-class _Decode:
-    """Picklable sample decoder for DataLoader workers: (key, pixel tensor, caption, meta).
-
-    With ``draft_size`` (the model's input side), a JPEG at least twice that size is decoded
-    at 1/2, 1/4 or 1/8 scale by libjpeg itself (DCT scaling, never below ``draft_size``): far
-    less decoding and resizing when shards are stored larger than the model reads them."""
-
-    def __init__(self, preprocess, draft_size: int | None = None):
-        self.preprocess = preprocess
-        self.draft_size = draft_size
-
-    def __call__(self, sample: dict):
-        from PIL import Image
-
-        ext = next(e for e in IMAGE_EXT if e in sample)
-        image = Image.open(io.BytesIO(sample[ext]))
-        if self.draft_size and image.format == "JPEG":
-            image.draft("RGB", (self.draft_size, self.draft_size))
-        image = image.convert("RGB")
-        caption = sample.get("txt", b"").decode("utf-8")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        return sample["__key__"], self.preprocess(image), caption, meta
-
-
-class _Bytes:
-    """Picklable sample reader for the tensor path: (key, encoded image bytes, caption, meta)."""
-
-    def __call__(self, sample: dict):
-        ext = next(e for e in IMAGE_EXT if e in sample)
-        caption = sample.get("txt", b"").decode("utf-8")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        return sample["__key__"], sample[ext], caption, meta
 
 
 def _collate_bytes(batch):
@@ -124,7 +86,7 @@ def _compute(recipe: Recipe, part: int, tars: list[str], total: int | None = Non
     )
     urls = fs.webdataset_urls(tars)
     dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(
-        _Bytes() if use_tensor else _Decode(preprocess, min(model.visual.image_size))
+        samples.Bytes() if use_tensor else samples.Decode(preprocess, min(model.visual.image_size))
     )
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -175,7 +137,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
 
     layout = Layout(recipe.dataset_root)
     out = layout.embeddings_part(part)
-    done_path = f"{out}/_done.json"
+    done_path = layout.embeddings_done(part)
     if recipe.download.output_format != "webdataset":
         reason = (
             f"embeddings read webdataset shards; output_format is {recipe.download.output_format}"
@@ -193,18 +155,16 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         return done
     started = time.time()
     batch = len(done["batches"])
-    expected = sum(fs.read_json(f"{folder}/{sid:05d}_stats.json")["successes"] for sid in pending)
+    expected = sum(fs.read_json(shard_path(folder, s, "_stats.json"))["successes"] for s in pending)
     table, img_emb, txt_emb, timing = _compute(
-        recipe, part, [f"{folder}/{sid:05d}.tar" for sid in pending], expected
+        recipe, part, [shard_path(folder, sid, ".tar") for sid in pending], expected
     )
-    for sub, arr in (
-        (f"img_emb/img_emb_{batch}.npy", img_emb),
-        (f"text_emb/text_emb_{batch}.npy", txt_emb),
-    ):
-        with fs.atomic_write(f"{out}/{sub}") as fh:
+    files = layout.embedding_batch(part, batch)
+    for key, arr in (("img", img_emb), ("txt", txt_emb)):
+        with fs.atomic_write(files[key]) as fh:
             np.save(fh, arr)
     failpoints.hit("embed.before_done")
-    with fs.atomic_write(f"{out}/metadata/metadata_{batch}.parquet") as fh:
+    with fs.atomic_write(files["meta"]) as fh:
         pq.write_table(table, fh)
     seconds = time.time() - started
     rows = len(table)

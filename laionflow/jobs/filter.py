@@ -10,19 +10,17 @@ the same order on ``local[*]`` and on a cluster, whatever the partitioning.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from functools import reduce
 
 from laionflow import fs
-from laionflow.layout import Layout
+from laionflow.layout import Layout, part_id
 from laionflow.recipes import Recipe
 from laionflow.schema import CANONICAL_TYPES, SchemaError, column_mapping
+from laionflow.spark import spark_session, spark_storage
 
 log = logging.getLogger(__name__)
 INVALID_URL = "invalid_url"
@@ -170,34 +168,6 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
     return summary
 
 
-def spark_reads_s3() -> bool:
-    """Whether Spark reads the dataset root itself (a cluster image with the s3a jars,
-    ``LAIONFLOW_SPARK_S3A=1``); otherwise S3 data is staged through this machine."""
-    return os.environ.get("LAIONFLOW_SPARK_S3A", "").lower() in ("1", "true", "yes")
-
-
-@contextlib.contextmanager
-def spark_storage(out_dir: str):
-    """``(spark_path, staged_dir)``: how Spark sees a dataset path, and the local folder that
-    stands in for ``out_dir`` (None when Spark reads and writes the root directly).
-
-    Local roots and s3a-capable Spark need nothing. Otherwise an ``s3://`` root is moved
-    through pyarrow/s3fs on the driver: inputs are copied to a local folder, Spark writes its
-    output there, and the parts are uploaded. That needs the driver and the executors to share
-    that folder (``local[*]``, or a cluster on one machine); a multi-node cluster uses s3a.
-    """
-    if "://" not in out_dir or out_dir.startswith("file://"):
-        yield (lambda p: p), None
-    elif spark_reads_s3():
-        yield (lambda p: "s3a://" + p.split("://", 1)[1] if p.startswith("s3://") else p), None
-    else:
-        staged = tempfile.mkdtemp(prefix="laionflow-filter-")
-        try:
-            yield (lambda p: p), staged
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-
-
 def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> dict:
     from pyspark.sql import functions as F
 
@@ -245,14 +215,13 @@ def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> 
         .parquet(spark_path(tmp))
     )
     for stale in fs.ls(layout.filtered_metadata):  # a forced rerun may make fewer parts
-        if os.path.basename(stale).startswith("part-") and stale.endswith(".parquet"):
+        if part_id(stale) is not None:
             fs.rm(stale)
     parts: dict[int, int] = {}
     for part_dir in fs.ls(tmp):
-        name = os.path.basename(part_dir)
-        if not name.startswith("_part="):
+        part = part_id(part_dir)  # Spark's ``_part=N`` folders
+        if part is None:
             continue
-        part = int(name.split("=")[1])
         data = [p for p in fs.ls(part_dir) if p.endswith(".parquet")]
         if len(data) != 1:
             raise RuntimeError(f"expected one file for part {part}, got {data}")
@@ -261,9 +230,9 @@ def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> 
     import pyarrow.parquet as pq
 
     for path in fs.ls(layout.filtered_metadata):
-        if os.path.basename(path).startswith("part-") and path.endswith(".parquet"):
+        if part_id(path) is not None:
             with fs.open(path) as fh:
-                parts[int(os.path.basename(path)[5:10])] = pq.ParquetFile(fh).metadata.num_rows
+                parts[part_id(path)] = pq.ParquetFile(fh).metadata.num_rows
     kept_rows = sum(parts.values())
     return {
         "stage": "filter",
@@ -274,52 +243,6 @@ def _filter(spark, recipe: Recipe, files: list[str], spark_path, staged_dir) -> 
         "parts": {str(k): v for k, v in sorted(parts.items())},
         "sources": [os.path.basename(p) for p in files],
     }
-
-
-def spark_session(
-    master: str | None = None, app: str = "laionflow", conf: dict[str, str] | None = None
-):
-    """A Spark session bound to loopback with the UI off (the UI would listen on every
-    interface) — as defaults only: what spark-submit was given (``--name``, a driver host the
-    executors of a multi-host cluster can reach, ``--conf``) wins, so a deployment changes them
-    without code. ``conf`` (the job's own needs, e.g. executor environment) always applies."""
-    from pyspark import SparkConf, SparkContext
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    SparkContext._ensure_initialized()  # joins spark-submit's JVM, so its settings are visible
-    submitted = SparkConf()
-    defaults = {
-        "spark.app.name": app,
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.driver.host": "127.0.0.1",
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": os.environ.get("LAIONFLOW_SHUFFLE_PARTITIONS", "8"),
-    }
-    builder = SparkSession.builder
-    if master:
-        builder = builder.master(master)
-    settings = {k: v for k, v in defaults.items() if not submitted.contains(k)}
-    for key, value in {**settings, **s3a_conf(), **(conf or {})}.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
-
-
-def s3a_conf() -> dict[str, str]:
-    """Hadoop s3a settings from the ``AWS_*`` environment, when Spark reads S3 itself."""
-    if not spark_reads_s3():
-        return {}
-    conf = {"spark.hadoop.fs.s3a.path.style.access": "true"}
-    env = {
-        "AWS_ACCESS_KEY_ID": "access.key",
-        "AWS_SECRET_ACCESS_KEY": "secret.key",
-        "AWS_SESSION_TOKEN": "session.token",
-        "AWS_ENDPOINT_URL": "endpoint",
-    }
-    for var, key in env.items():
-        if os.environ.get(var):
-            conf[f"spark.hadoop.fs.s3a.{key}"] = os.environ[var]
-    return conf
 
 
 def run(recipe: Recipe, force: bool = False, master: str | None = "local[*]") -> dict:

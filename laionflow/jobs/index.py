@@ -13,44 +13,15 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 
 from laionflow import fs
+from laionflow.embeddings import embedded_parts, embedding_batches, load_array
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 
 log = logging.getLogger(__name__)
-
-
-def embedded_parts(layout: Layout) -> list[int]:
-    parts = []
-    for path in fs.ls(layout.embeddings):
-        name = os.path.basename(path)
-        if name.startswith("part_") and fs.exists(f"{path}/_done.json"):
-            parts.append(int(name[5:]))
-    return sorted(parts)
-
-
-def load_array(path: str) -> np.ndarray:
-    with fs.open(path) as fh:
-        return np.load(fh)
-
-
-def embedding_batches(layout: Layout) -> Iterator[dict]:
-    """Every published embedding batch, in part then batch order: its part and the paths of
-    its image and text vectors and its metadata (what ``_done.json`` lists, nothing else)."""
-    for part in embedded_parts(layout):
-        base = layout.embeddings_part(part)
-        for b in fs.read_json(f"{base}/_done.json")["batches"]:
-            n = b["batch"]
-            yield {
-                "part": part,
-                "img": f"{base}/img_emb/img_emb_{n}.npy",
-                "txt": f"{base}/text_emb/text_emb_{n}.npy",
-                "meta": f"{base}/metadata/metadata_{n}.parquet",
-            }
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
@@ -115,7 +86,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         "index_key": {k: (v or {}).get("index_key") for k, v in infos.items()},
         "seconds": round(time.time() - started, 2),
     }
-    fs.write_json(f"{work}/_summary.json", summary)
+    fs.write_json(f"{work}/_summary.json", summary)  # index_summary once swapped in
     _publish(work, layout.index, local)
     log.info("index: %d vectors, %s", summary["size"], summary["index_key"])
     return summary

@@ -11,40 +11,17 @@ published atomically, ``_done.json`` last. The job imports no Airflow.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import time
 
 import numpy as np
 
-from laionflow import clip_model, fs
-from laionflow.jobs.embed import IMAGE_EXT
-from laionflow.shards import shard_ids
-from laionflow.layout import Layout, part_name
+from laionflow import clip_model, fs, samples
+from laionflow.layout import Layout, part_name, shard_path
 from laionflow.recipes import Recipe
+from laionflow.shards import shard_ids
 
 log = logging.getLogger(__name__)
-
-
-class _Prepare:
-    """DataLoader-side: decode once, apply every image preprocessor the models need."""
-
-    def __init__(self, image_preps: dict, draft_size: int | None = None):
-        self.image_preps = image_preps
-        self.draft_size = draft_size
-
-    def __call__(self, sample: dict):
-        from PIL import Image
-
-        ext = next(e for e in IMAGE_EXT if e in sample)
-        image = Image.open(io.BytesIO(sample[ext]))
-        if self.draft_size and image.format == "JPEG":  # as the embed stage decodes
-            image.draft("RGB", (self.draft_size, self.draft_size))
-        image = image.convert("RGB")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        caption = sample.get("txt", b"").decode("utf-8")
-        return sample["__key__"], {n: f(image) for n, f in self.image_preps.items()}, caption, meta
 
 
 def _collate(batch):
@@ -77,7 +54,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     cfg = load_config(recipe.scores)  # fails on a missing weights file, before any work
     reg = build(cfg, recipe.clip)
     layout = Layout(recipe.dataset_root)
-    out = f"{layout.root}/scores/{part_name(part)}"
+    out = layout.scores_part(part)
     if fs.exists(f"{out}/_done.json") and not force:
         return fs.read_json(f"{out}/_done.json")
     started = time.time()
@@ -92,7 +69,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     needed = {p for m in models.values() for p in m.preprocessors}
     image_preps = {n: reg.preprocessors[n] for n in needed if n not in reg.text}
     folder = layout.images_part(part)
-    tars = [f"file:{folder}/{sid:05d}.tar" for sid in shard_ids(folder)]
+    tars = fs.webdataset_urls([shard_path(folder, sid, ".tar") for sid in shard_ids(folder)])
     keys: list[str] = []
     extra: dict[str, list] = {f: [] for f in cfg.additional_fields}
     columns: dict[str, list] = {c: [] for c in cfg.postprocess_columns}
@@ -100,9 +77,9 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if tars:
         import webdataset as wds
 
-        data = wds.WebDataset(tars, shardshuffle=False, empty_check=False).map(
-            _Prepare(image_preps, _draft_size(models, image_preps))
-        )
+        # decoded once per sample, every image preprocessor the models need applied to it
+        prepare = samples.Decode(samples.Each(image_preps), _draft_size(models, image_preps))
+        data = wds.WebDataset(tars, shardshuffle=False, empty_check=False).map(prepare)
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=cfg.batch_size,

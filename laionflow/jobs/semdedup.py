@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from laionflow import fs
-from laionflow.jobs.index import embedding_batches, load_array
+from laionflow.embeddings import embedding_batches, load_array
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
 
@@ -77,7 +77,6 @@ def run(recipe: Recipe, force: bool = False) -> dict:
 
     cfg = recipe.dedup
     layout = Layout(recipe.dataset_root)
-    out = f"{layout.root}/dedup"
     started = time.time()
     emb, meta = _load(layout)
     found = groups(emb, cfg.threshold, cfg.k, cfg.center) if len(emb) else []
@@ -110,7 +109,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             ("kept", pa.bool_()),
         ]
     )
-    with fs.atomic_write(f"{out}/semantic_duplicates.parquet") as fh:
+    with fs.atomic_write(f"{layout.dedup}/semantic_duplicates.parquet") as fh:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
     summary = {
         "stage": "semdedup",
@@ -121,7 +120,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         "center": cfg.center,
         "seconds": round(time.time() - started, 2),
     }
-    fs.write_json(f"{out}/_summary.json", summary)
+    fs.write_json(layout.dedup_summary, summary)
     log.info(
         "semdedup: %d groups, %d near-duplicates of %d samples",
         summary["groups"],

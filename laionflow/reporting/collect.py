@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from laionflow import fs
-from laionflow.jobs.index import embedding_batches, load_array
+from laionflow.embeddings import embedding_batches, load_array
+from laionflow.layout import Layout, part_id, shard_path
 from laionflow.shards import shard_ids
-from laionflow.layout import Layout
 
 
 def _read_json(path: str) -> dict | None:
@@ -20,7 +20,7 @@ def _read_json(path: str) -> dict | None:
 
 
 def part_ids(summary: dict) -> list[int]:
-    return sorted(int(name.split("_")[1]) for name in summary.get("parts", {}))
+    return sorted(part_id(name) for name in summary.get("parts", {}))
 
 
 def samples(layout: Layout, parts: list[int]) -> dict[str, np.ndarray]:
@@ -33,7 +33,7 @@ def samples(layout: Layout, parts: list[int]) -> dict[str, np.ndarray]:
         if not fs.exists(folder):
             continue
         for sid in shard_ids(folder):
-            with fs.open(f"{folder}/{sid:05d}.parquet") as fh:
+            with fs.open(shard_path(folder, sid, ".parquet")) as fh:
                 table = pq.read_table(fh)
             names = set(table.column_names)
             df = table.select(
@@ -69,15 +69,15 @@ def stage_seconds(layout: Layout, parts: list[int]) -> dict[str, float]:
     for stage, path in (
         ("metadata", layout.metadata_stats),
         ("filter", layout.filter_stats),
-        ("index", f"{layout.index}/_summary.json"),
-        ("semdedup", f"{layout.root}/dedup/_summary.json"),
+        ("index", layout.index_summary),
+        ("semdedup", layout.dedup_summary),
     ):
         data = _read_json(path)
         if data and data.get("seconds") is not None:
             out[stage] = float(data["seconds"])
     for stage, path_of in (
         ("download", layout.download_summary),
-        ("embed", lambda p: f"{layout.embeddings_part(p)}/_done.json"),
+        ("embed", layout.embeddings_done),
     ):
         total = [(_read_json(path_of(p)) or {}).get("seconds") for p in parts]
         if any(t is not None for t in total):
@@ -97,9 +97,9 @@ def collect(dataset_root: str, summary: dict) -> dict[str, Any]:
             per_part.append({"part": part, "input_rows": d["input_rows"], "rate": rate, **{
                 k: d[k] for k in ("successes", "failed_total", "seconds", "images_per_s")
             }})  # fmt: skip
-    dedup = _read_json(f"{dataset_root}/dedup/_summary.json")
+    dedup = _read_json(layout.dedup_summary)
     led = summary["ledger"]
-    embed = _read_json(f"{layout.embeddings_part(parts[0])}/_done.json") if parts else None
+    embed = _read_json(layout.embeddings_done(parts[0])) if parts else None
     return {
         "parts": per_part,
         "failures": dict(sorted(led["failed"].items(), key=lambda kv: -kv[1])),

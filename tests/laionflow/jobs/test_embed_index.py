@@ -5,9 +5,10 @@ import webdataset as wds
 
 from laionflow.clip_model import MissingWeightsError
 from laionflow.jobs import embed
-from laionflow.shards import shard_ids
 from laionflow.query import IndexReader, query
 from laionflow.recipes import load_recipe
+from laionflow.samples import Decode
+from laionflow.shards import shard_ids
 
 
 def test_embeddings_are_aligned_with_metadata_and_tars(pipeline):
@@ -105,7 +106,7 @@ def test_recomputed_embedding_of_sampled_tar_samples_equals_the_stored_row(pipel
     )
     for s in samples[:: max(1, len(samples) // 12)]:
         with torch.inference_mode():
-            x = embed._Decode(preprocess, min(model.visual.image_size))(s)[1][None]
+            x = Decode(preprocess, min(model.visual.image_size))(s)[1][None]
             emb = torch.nn.functional.normalize(model.encode_image(x), dim=-1)[0].numpy()
         i = row_of[s["__key__"]]
         np.testing.assert_allclose(img[i], emb, atol=2e-3)

@@ -12,8 +12,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from laionflow import clip_model
-from laionflow.jobs import embed, gpu_decode
+from laionflow import clip_model, gpu_decode
+from laionflow.jobs import embed
 from laionflow.recipes import load_recipe
 from tests.helpers import small_overrides
 

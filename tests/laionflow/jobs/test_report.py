@@ -3,7 +3,7 @@ import json
 import pytest
 
 from laionflow import fs
-from laionflow.jobs import report
+from laionflow.reporting import ledger as report
 
 
 def test_summary_proves_the_ledger(pipeline, corpus):

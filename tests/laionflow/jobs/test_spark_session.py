@@ -12,7 +12,7 @@ from operators.spark import runtime_env
 
 SCRIPT = """
 import json
-from laionflow.jobs.filter import spark_session
+from laionflow.spark import spark_session
 spark = spark_session(app="laionflow-default", conf={"spark.executorEnv.X": "1"})
 c = spark.sparkContext.getConf()
 keys = ["spark.app.name", "spark.driver.host", "spark.sql.shuffle.partitions",

@@ -1,4 +1,6 @@
-"""Stage 7: ``summary.json`` — the ledger that proves nothing was lost.
+"""Stage ``report``: ``summary.json`` — the ledger that proves nothing was lost — and the
+HTML report built on it (:mod:`laionflow.reporting.build`). It lives with the report rather
+than in ``laionflow/jobs/`` so that the stages and the report never import each other.
 
     raw rows = filtered (by rule) + duplicates + downloaded + failed (by reason) + not selected
     embedding rows = downloaded            index size = embedding rows
@@ -14,7 +16,7 @@ from collections import Counter
 
 from laionflow import fs
 from laionflow.credentials import redact
-from laionflow.jobs.index import embedded_parts
+from laionflow.embeddings import embedded_parts
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 
@@ -44,12 +46,12 @@ def build_summary(recipe: Recipe) -> dict:
         }
     emb_rows = 0
     for part in embedded_parts(layout):
-        e = fs.read_json(f"{layout.embeddings_part(part)}/_done.json")
+        e = fs.read_json(layout.embeddings_done(part))
         emb_rows += e["rows"]
         parts.setdefault(part_name(part), {})["embedded"] = e["rows"]
     index_size = None
-    if fs.exists(f"{layout.index}/_summary.json"):
-        index_size = fs.read_json(f"{layout.index}/_summary.json")["size"]
+    if fs.exists(layout.index_summary):
+        index_size = fs.read_json(layout.index_summary)["size"]
     embedded = recipe.download.output_format == "webdataset"
     filtered_total = sum(filt["filtered"].values())
     failed_total = sum(failed.values())
@@ -126,7 +128,7 @@ def format_ledger(summary: dict) -> str:
 def run(recipe: Recipe, force: bool = False, run_dir: str | None = None) -> dict:
     """``summary.json``, then the HTML report and dataset card in ``report/`` and, for a run,
     in ``<run_dir>/report/`` (the page the Airflow plugin shows for that DAG run)."""
-    from laionflow.reporting.build import build
+    from laionflow.reporting.build import build  # imports numpy/plots: only when reporting
 
     summary = build_summary(recipe)
     layout = Layout(recipe.dataset_root)
