@@ -84,3 +84,17 @@ def compact(summary: dict, max_entries: int = 20) -> dict:
         ):
             out[key] = value
     return out
+
+
+def combined(stage: str, summaries: list[dict]) -> dict:
+    """One summary of a job that ran a per-part stage over several parts (a Spark job): the
+    counts summed (seconds too: time in parts, as the report sums them), each part's summary
+    kept under ``by_part`` (which :func:`compact` leaves out of the XCom)."""
+    out: dict = {"stage": stage, "parts": len(summaries)}
+    for summary in summaries:
+        for key, value in summary.items():
+            if key == "part" or "per_s" in key or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                out[key] = out.get(key, 0) + value
+    return {**out, "by_part": summaries}

@@ -3,51 +3,25 @@
 Shape: plan → metadata_available (sensor, reschedule mode) → metadata → filter
 (spark-submit) → parts → estimate (stops on ``max_output_bytes``, short-circuits a dry run)
 → download[part] → annotate[part] → embed[part] (pool ``gpu``) → scores[part] → score_filter
-→ index → semdedup → report. Where CLIP inference runs is a deployment setting
-(``$LAIONFLOW_EMBED_ENGINE``): ``local`` (default) maps the stage over the parts on the workers
-(queue ``$LAIONFLOW_GPU_QUEUE``), ``spark`` submits one Spark job whose tasks share the parts
-over the cluster's GPUs (``spark.task.resource.gpu.amount``). Same job code either way. The
-image download likewise (``$LAIONFLOW_DOWNLOAD_ENGINE``): ``local`` maps it over the parts,
-``spark`` submits one job whose executors share every part's shards (img2dataset's pyspark
-distributor).
-Nothing here reads files or imports laionflow's
-heavy modules at parse time: the recipe is loaded and validated by ``plan`` at run time.
+→ index → semdedup → report: the stage table's ``PIPELINE`` (:mod:`laionflow.stages`), each
+stage where the deployment runs it (:func:`operators.tasks.stage_task`; e.g.
+``$LAIONFLOW_EMBED_ENGINE=spark`` moves CLIP inference to one Spark job over the cluster's
+GPUs, ``$LAIONFLOW_DOWNLOAD_ENGINE=spark`` the download to img2dataset's pyspark distributor).
+Nothing here reads files or imports laionflow's heavy modules at parse time: the recipe is
+loaded and validated by ``plan`` at run time.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, task
 
-from operators.assets import asset
+from laionflow.stages import PIPELINE, PREPACKAGED
 from operators.params import prepackaged_params, recipe_params
 from operators.sensors import MetadataAvailableSensor
-from operators.spark import LaionflowSparkSubmitOperator
-from operators.stage import MAP_INDEX, LaionflowStageOperator, gpu_placement
-
-NETWORK_RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-}
-
-
-def spark_gpu_conf() -> dict[str, str]:
-    """Spark GPU scheduling for the inference job: ``$LAIONFLOW_SPARK_GPUS_PER_EXECUTOR`` GPUs
-    per executor, one per task, found by ``$LAIONFLOW_SPARK_GPU_DISCOVERY`` (Spark's
-    ``getGpusResources.sh``). Unset: no GPU resources (tasks run on CPU)."""
-    gpus = os.environ.get("LAIONFLOW_SPARK_GPUS_PER_EXECUTOR")
-    if not gpus:
-        return {}
-    conf = {"spark.executor.resource.gpu.amount": gpus, "spark.task.resource.gpu.amount": "1"}
-    script = os.environ.get("LAIONFLOW_SPARK_GPU_DISCOVERY")
-    if script:
-        conf["spark.executor.resource.gpu.discoveryScript"] = script
-    return conf
+from operators.tasks import stage_task
 
 
 def recipe_dag(
@@ -104,86 +78,27 @@ def recipe_dag(
         config = planned["config_path"]
         force = planned["force"]
         available = MetadataAvailableSensor(task_id="metadata_available", config_path=config)
-        metadata = LaionflowStageOperator(
-            task_id="metadata", stage="metadata", config_path=config, force=force, **NETWORK_RETRIES
-        )
-        filter_job = LaionflowSparkSubmitOperator(
-            task_id="filter",
-            outlets=[asset(recipe, "filtered_metadata")],
-            job="filter_dedup.py",
-            conn_id="spark_default",
-            pool="spark",
-            application_args=["--config", config, "--force", force],
-        )
         part_list = parts(config)
         gate = estimate(planned, part_list)
-
-        def per_part(stage: str, **kwargs: Any):
-            return LaionflowStageOperator.partial(
-                task_id=stage,
-                stage=stage,
-                config_path=config,
+        tasks = {
+            name: stage_task(
+                recipe,
+                name,
+                config=config,
                 force=force,
-                map_index_template=MAP_INDEX,
-                **kwargs,
-            ).expand(part=part_list)
-
-        def on_spark(stage: str, job: str, **kwargs: Any):
-            """One Spark job over every part, when ``$LAIONFLOW_<STAGE>_ENGINE=spark``."""
-            if os.environ.get(f"LAIONFLOW_{stage.upper()}_ENGINE", "local") != "spark":
-                return None
-            op = LaionflowSparkSubmitOperator(
-                task_id=stage,
-                job=job,
-                conn_id=os.environ.get(f"LAIONFLOW_{stage.upper()}_SPARK_CONN", "spark_default"),
-                **kwargs,
+                parts=part_list,
+                # a GPU worker may be busy or short of memory: back off between tries
+                local_kwargs={"retry_exponential_backoff": True} if name == "embed" else None,
             )
-            part_list >> op
-            return op
-
-        download = on_spark(
-            "download",
-            "download_parts.py",
-            pool="spark",
-            application_args=["--config", config, "--force", force],
-            **NETWORK_RETRIES,
-        )
-        if download is None:
-            download = per_part("download", **NETWORK_RETRIES)
-        annotate = per_part("annotate", outlets=[asset(recipe, "shards")])
-        embed = on_spark(
-            "embed",
-            "embed_parts.py",
-            pool="gpu",
-            conf=spark_gpu_conf(),
-            application_args=["--config", config],
-            outlets=[asset(recipe, "embeddings")],
-        )
-        if embed is None:
-            embed = per_part(
-                "embed",
-                outlets=[asset(recipe, "embeddings")],
-                retry_exponential_backoff=True,
-                **gpu_placement(),
-            )
-        scores = per_part("scores", **gpu_placement())  # skipped unless the recipe has a YAML
-        score_filter = LaionflowStageOperator(
-            task_id="score_filter", stage="score_filter", config_path=config
-        )
-        index = LaionflowStageOperator(
-            task_id="index",
-            outlets=[asset(recipe, "index")],
-            stage="index",
-            config_path=config,
-            force=force,
-        )
-        semdedup = LaionflowStageOperator(task_id="semdedup", stage="semdedup", config_path=config)
-        report = LaionflowStageOperator(task_id="report", stage="report", config_path=config)
-        available >> metadata >> filter_job >> part_list
+            for name in PIPELINE
+        }
+        available >> tasks["metadata"] >> tasks["filter"] >> part_list
         if prepackaged:
             _prepackaged_branch(recipe, planned, available)
-        gate >> download
-        download >> annotate >> embed >> scores >> score_filter >> index >> semdedup >> report
+        gate >> tasks["download"]
+        chain = [tasks[name] for name in PIPELINE[PIPELINE.index("download") :]]
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            upstream >> downstream
     return dag
 
 
@@ -195,17 +110,6 @@ def _prepackaged_branch(recipe: str, planned: Any, available: Any) -> None:
         return "pack_fetch" if planned["source"] == "prepackaged" else "metadata_available"
 
     config, force = planned["config_path"], planned["force"]
-    fetch = LaionflowStageOperator(
-        task_id="pack_fetch", stage="pack_fetch", config_path=config, force=force, **NETWORK_RETRIES
-    )
-    extract = LaionflowStageOperator(
-        task_id="pack_extract", stage="pack_extract", config_path=config, force=force
-    )
-    index = LaionflowStageOperator(
-        task_id="pack_index",
-        stage="pack_index",
-        config_path=config,
-        outlets=[asset(recipe, "shards")],
-    )
+    fetch, extract, index = (stage_task(recipe, n, config=config, force=force) for n in PREPACKAGED)
     source(planned) >> [available, fetch]
     fetch >> extract >> index

@@ -3,7 +3,7 @@
     spark-submit --master spark://HOST:7077 \\
       --conf spark.executor.resource.gpu.amount=1 --conf spark.task.resource.gpu.amount=1 \\
       --conf spark.executor.resource.gpu.discoveryScript=/opt/spark/getGpusResources.sh \\
-      spark_jobs/embed_parts.py --config RUN/config.json [--parts 0,1,2]
+      spark_jobs/embed_parts.py --config RUN/config.json [--parts 0,1,2] [--summary-out PATH]
 
 One Spark task per part runs the very ``laionflow.jobs.embed.run`` the local operator runs; with
 GPU resource scheduling each task sees only the GPU Spark assigned to it (its address becomes
@@ -12,8 +12,6 @@ tasks run on CPU (``clip.device: auto``). A failed task is retried by Spark and 
 the part's done markers.
 """
 
-import argparse
-import json
 import logging
 import os
 
@@ -25,32 +23,27 @@ def embed_part(part: int, config: str) -> dict:
     gpus = ctx.resources().get("gpu") if ctx is not None else None
     if gpus is not None and gpus.addresses:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.addresses)
-    from laionflow.jobs import embed
     from laionflow.recipes import resolve
+    from laionflow.stages import STAGES
 
-    return embed.run(resolve(config), part)
+    return STAGES["embed"].function()(resolve(config), part)
 
 
 def main() -> None:
-    from laionflow.jobs.filter import spark_session
-    from laionflow.plan import selected_parts
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--parts", help="comma-separated part ids; default: the run's parts")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parts = [int(p) for p in args.parts.split(",")] if args.parts else selected_parts(args.config)
+    from laionflow import progress, spark
     from laionflow.credentials import executor_env
 
-    spark = spark_session(app="laionflow-embed", conf=executor_env())  # S3 roots
+    args = spark.job_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parts = spark.job_parts(args)
+    session = spark.spark_session(app="laionflow-embed", conf=executor_env())  # S3 roots
     config = args.config
     summaries = (
-        spark.sparkContext.parallelize(parts, max(1, len(parts)))
+        session.sparkContext.parallelize(parts, max(1, len(parts)))
         .map(lambda p: embed_part(p, config))
         .collect()
     )
-    print("LAIONFLOW_SUMMARY " + json.dumps({"stage": "embed", "parts": summaries}, default=str))
+    spark.publish_summary(args, progress.combined("embed", summaries))
 
 
 if __name__ == "__main__":

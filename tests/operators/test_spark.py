@@ -35,3 +35,33 @@ def test_operator_is_the_providers_spark_submit_operator():
     assert isinstance(op, SparkSubmitOperator)
     assert "application_args" in op.template_fields
     assert op.name == "laionflow-filter_dedup"
+
+
+def test_job_arguments_are_a_pure_function_of_the_rendered_fields():
+    from operators.spark import job_arguments
+
+    assert job_arguments("r/config.json", "True", "r/summaries/filter.json") == [
+        "--config",
+        "r/config.json",
+        "--force",
+        "True",
+        "--summary-out",
+        "r/summaries/filter.json",
+    ]
+    assert job_arguments("c.json", False) == ["--config", "c.json", "--force", "False"]
+
+
+def test_spark_job_arguments_parse_back():
+    from laionflow.layout import stage_summary
+    from laionflow.spark import job_args
+    from operators.spark import job_arguments
+
+    summary = stage_summary("s3://b/d/runs/r1/config.json", "embed")
+    assert summary == "s3://b/d/runs/r1/summaries/embed.json"
+    args = job_args(job_arguments("s3://b/d/runs/r1/config.json", "true", summary))
+    assert (args.config, args.force, args.summary_out, args.parts) == (
+        "s3://b/d/runs/r1/config.json",
+        True,
+        summary,
+        None,
+    )

@@ -140,3 +140,24 @@ def test_s3_server_listens_on_loopback_only(s3):
         if c.status == psutil.CONN_LISTEN
     }
     assert listening == {"127.0.0.1"}
+
+
+def test_spark_stage_returns_its_summary_as_xcom(s3_run, corpus):
+    """The filter runs under spark-submit; its task returns the job's compact summary, read
+    back from the run folder in the bucket, like every other stage's task."""
+    from airflow import settings
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    run, _, _ = s3_run
+    with settings.Session() as session:
+        xcom = session.scalars(
+            select(XComModel).where(
+                XComModel.run_id == run.run_id,
+                XComModel.task_id == "filter",
+                XComModel.key == "return_value",
+            )
+        ).one()
+    value = xcom.value if isinstance(xcom.value, dict) else json.loads(xcom.value)
+    assert value["stage"] == "filter" and value["raw_rows"] == corpus.rows
+    assert value["kept"] + value["duplicates"] + sum(value["filtered"].values()) == corpus.rows

@@ -3,6 +3,7 @@ the local run's embeddings."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,8 @@ def test_spark_submitted_inference_equals_the_local_run(pipeline, corpus, checkp
             config,
             "--parts",
             "0,1",
+            "--summary-out",
+            f"{tmp_path}/summaries/embed.json",
         ],
         env={**os.environ, **runtime_env()},
         capture_output=True,
@@ -46,6 +49,10 @@ def test_spark_submitted_inference_equals_the_local_run(pipeline, corpus, checkp
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LAIONFLOW_SUMMARY" in out.stdout
+    # what the operator returns as its XCom: the parts' counts summed
+    published = json.loads((tmp_path / "summaries" / "embed.json").read_text())
+    assert published["stage"] == "embed" and published["parts"] == 2
+    assert published["rows"] == sum(pipeline["embed"][p]["rows"] for p in (0, 1))
     for part in (0, 1):
         mine = f"{recipe.dataset_root}/embeddings/part_{part:05d}"
         local = f"{src}/embeddings/part_{part:05d}"
