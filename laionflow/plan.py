@@ -10,39 +10,9 @@ import os
 from typing import Any
 
 from laionflow import fs
+from laionflow.form import CONTROL_PARAMS, PARAM_FIELDS, THRESHOLD_RULES
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe, RecipeError, load_recipe
-
-#: trigger-form Param -> dotted recipe field
-PARAM_FIELDS: dict[str, str] = {
-    "root": "root",
-    "metadata_urls": "metadata.urls",
-    "part_ids": "part_ids",
-    "num_parts": "filter.num_parts",
-    "image_size": "download.image_size",
-    "resize_mode": "download.resize_mode",
-    "output_format": "download.output_format",
-    "processes": "download.processes",
-    "threads": "download.threads",
-    "ssl_verify": "download.ssl_verify",
-    "clip_model": "clip.model",
-    "clip_pretrained": "clip.pretrained",
-    "device": "clip.device",
-    "source": "source",
-    "pack_start": "prepackaged.start",
-    "pack_end": "prepackaged.end",
-    "extract_workers": "prepackaged.workers",
-}
-#: threshold Params -> the recipe rules whose value they set
-THRESHOLD_RULES: dict[str, tuple[str, ...]] = {
-    "min_image_size": ("min_width", "min_height"),
-    "min_similarity": ("min_similarity",),
-    "max_punsafe": ("max_punsafe",),
-    "min_aesthetic": ("min_aesthetic",),
-    "max_aspect_ratio": ("max_aspect_ratio",),
-}
-#: Params that steer the run rather than the recipe
-CONTROL_PARAMS = {"force", "overrides", "dry_run", "max_output_bytes"}
 
 
 def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:

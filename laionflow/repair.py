@@ -56,3 +56,19 @@ def parts_to_repair(config_path: str, part_ids: list[int] | None = None) -> list
     if part_ids is not None:
         todo &= set(part_ids)
     return sorted(todo)
+
+
+def scan(recipes: list[str], root: str | None, part_ids: list[int] | None) -> list[dict]:
+    """What the repair DAG maps over: ``{config_path, part}`` for every part of each recipe's
+    dataset that needs repairing. The dataset root is the one a recipe run would use with the
+    same ``root`` (empty: the site defaults' root, else the recipe's), via :func:`plan.resolve`."""
+    from laionflow.plan import resolve
+
+    targets = []
+    for recipe in recipes:
+        config_path = latest_run_config(resolve(recipe, {"root": root}).dataset_root)
+        if config_path is None:
+            continue  # the recipe never ran here
+        for part in parts_to_repair(config_path, part_ids):
+            targets.append({"config_path": config_path, "part": part})
+    return targets

@@ -17,8 +17,11 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from laionflow.stages import REFRESH, STAGES, Engine
 from operators.assets import RECIPES, REPAIRS_ALIAS, asset
-from operators.stage import MAP_INDEX, LaionflowStageOperator, gpu_placement
+from operators.params import form_param
+from operators.stage import MAP_INDEX, LaionflowStageOperator
+from operators.tasks import task_kwargs
 
 
 def repair_dag() -> DAG:
@@ -30,18 +33,15 @@ def repair_dag() -> DAG:
             description_md="Recipes whose datasets are scanned.",
             items={"type": "string", "enum": list(RECIPES)},
         ),
-        "root": Param(
-            None,
-            type=["null", "string"],
+        "root": form_param(
+            "root",
             title="Dataset root",
-            description_md="Parent folder of the datasets; empty: each recipe's.",
+            description_md="Parent folder of the datasets; empty: the site's or each recipe's.",
         ),
-        "part_ids": Param(
-            None,
-            type=["null", "array"],
+        "part_ids": form_param(
+            "part_ids",
             title="Parts",
             description_md="Only these part ids (e.g. `[3, 7]`); empty: every part.",
-            items={"type": "integer", "minimum": 0},
         ),
     }
     with DAG(
@@ -56,21 +56,12 @@ def repair_dag() -> DAG:
 
         @task(task_id="scan", retries=0)
         def scan(**context: Any) -> list[dict]:
-            from laionflow.recipes import load_recipe
-            from laionflow.repair import latest_run_config, parts_to_repair
+            from laionflow.repair import scan as scan_datasets
             from operators.credentials import aws_environment
 
-            targets = []
+            params = context["params"]
             with aws_environment():  # an S3 root is scanned with the connection's keys
-                for recipe in context["params"]["recipes"]:
-                    root = context["params"]["root"]
-                    dataset_root = load_recipe(recipe, {"root": root}).dataset_root
-                    config_path = latest_run_config(dataset_root)
-                    if config_path is None:
-                        continue  # the recipe never ran here
-                    for part in parts_to_repair(config_path, context["params"]["part_ids"]):
-                        targets.append({"config_path": config_path, "part": part})
-            return targets
+                return scan_datasets(params["recipes"], params["root"], params["part_ids"])
 
         targets = scan()
         repair = LaionflowStageOperator.partial(
@@ -138,17 +129,16 @@ def refresh_dag(recipe: str) -> DAG:
             return targets[0]["config_path"] if targets else None
 
         t = targets()
-        embed = LaionflowStageOperator.partial(
-            task_id="embed",
-            stage="embed",
-            **gpu_placement(),
-            map_index_template=MAP_INDEX,
-            outlets=[asset(recipe, "embeddings")],
-        ).expand_kwargs(t)
         cfg = config(t)
-        index = LaionflowStageOperator(
-            task_id="index", stage="index", config_path=cfg, outlets=[asset(recipe, "index")]
-        )
-        report = LaionflowStageOperator(task_id="report", stage="report", config_path=cfg)
-        embed >> index >> report
+        chain = []
+        for name in REFRESH:  # on workers: only the repaired parts are re-embedded
+            stage = STAGES[name]
+            kwargs = {"task_id": name, "stage": name, **task_kwargs(stage, Engine.LOCAL, recipe)}
+            if stage.per_part:
+                op = LaionflowStageOperator.partial(map_index_template=MAP_INDEX, **kwargs)
+                chain.append(op.expand_kwargs(t))
+            else:
+                chain.append(LaionflowStageOperator(config_path=cfg, **kwargs))
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            upstream >> downstream
     return dag

@@ -25,12 +25,6 @@ from airflow.sdk import BaseOperator
 MAP_INDEX = "part_{{ '%05d' % (task.part | int) }}"
 
 
-def gpu_placement() -> dict[str, str]:
-    """Where CLIP work runs: pool ``gpu`` and queue ``$LAIONFLOW_GPU_QUEUE`` (``default``
-    unless Celery GPU workers listen on ``gpu``)."""
-    return {"pool": "gpu", "queue": os.environ.get("LAIONFLOW_GPU_QUEUE", "default")}
-
-
 class LaionflowStageOperator(BaseOperator):
     template_fields: Sequence[str] = ("config_path", "part", "force")
     ui_color = "#e8f0fe"
