@@ -55,7 +55,10 @@ def test_compose_config_has_every_service_of_the_stack(config):
         "spark-master",
         "spark-worker",
         "seaweedfs",
+        "dns",
     }
+    for worker in ("airflow-worker", "airflow-worker-gpu"):  # downloads use the caching resolver
+        assert config["services"][worker]["environment"]["LAIONFLOW_DNS"] == "dns:53"
     gpu = config["services"]["airflow-worker-gpu"]
     assert "--queues gpu" in " ".join(gpu["command"])
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]

@@ -25,7 +25,12 @@ class Fault:
     * ``headers``: the normal body with ``headers`` added or replaced (opt-out, content type);
     * ``huge``: a tiny PNG declaring 60,000 × 60,000 pixels (a decompression bomb's header);
     * ``redirect``: ``302`` to ``location`` (``{path}`` and ``{port}`` filled in); the server
-      serves ``/redirected/...`` fault-free, so a redirect there succeeds.
+      serves ``/redirected/...`` fault-free, so a redirect there succeeds (``location="{path}"``
+      redirects to itself: a loop);
+    * ``encoding``: the body compressed as its ``Content-Encoding`` header says (gzip, deflate);
+    * ``trickle``: a few bytes at a time, the whole body taking ``delay`` seconds, no read idle
+      for more than 0.25 s (only a deadline on the whole fetch stops it);
+    * ``empty``: ``200`` with a zero-byte body.
 
     Applies to the first ``times`` requests of the path (``-1``: always).
     """

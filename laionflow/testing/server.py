@@ -99,13 +99,17 @@ class _Handler(BaseHTTPRequestHandler):
             data = bytes((b * 7 + 13) % 256 for b in data)
         elif fault and fault.kind == "huge":
             data = huge_png()
+        elif fault and fault.kind == "empty":
+            data = b""
+        elif fault and fault.kind == "encoding":
+            data = _compress(data, fault.headers.get("Content-Encoding", "gzip"))
         body = data[start:]
         headers = {
             "Content-Type": CONTENT_TYPES.get(local.suffix, "application/octet-stream"),
             "Content-Length": str(len(body)),
             "Accept-Ranges": "bytes",
         }
-        if fault and fault.kind == "headers":
+        if fault and fault.kind in ("headers", "encoding"):
             headers.update(fault.headers)  # opt-out header, wrong content type...
         for key, value in headers.items():
             self.send_header(key, value)
@@ -116,6 +120,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
         self.end_headers()
         if head:
+            return
+        if fault and fault.kind == "trickle":
+            pieces = max(1, int(fault.delay / 0.25))
+            step = max(1, len(body) // pieces)
+            for i in range(0, len(body), step):
+                time.sleep(fault.delay / pieces)
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
             return
         if fault and fault.kind == "slow":
             pieces = 10
@@ -170,6 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not getattr(self, "_head", False):
             self.wfile.write(body)
+
+
+def _compress(data: bytes, encoding: str) -> bytes:
+    import gzip
+    import zlib
+
+    return gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
 
 
 class FixtureServer(ThreadingHTTPServer):

@@ -92,6 +92,8 @@ def read(resp, deadline: float | None, limit: int | None = None) -> bytes:  # no
             raise URLError("laionflow: deadline: body not complete in time")
         chunk = resp.read1(65536)
         if not chunk:
+            if deadline is not None and time.monotonic() >= deadline:  # the reaper's shutdown
+                raise URLError("laionflow: deadline: body not complete in time")
             break
         chunks.append(chunk)
         size += len(chunk)

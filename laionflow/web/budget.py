@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from urllib.error import URLError
 
-
 #: a host that sends 429/503 without a configured rate starts from this rate (req/s), halved
 START_RATE = 8.0
 MIN_RATE = 1.0
@@ -86,6 +85,19 @@ class HostBudgets:
                 st["next"] = start + interval
         if start > now:
             time.sleep(start - time.time() if start > time.time() else 0)
+
+    @contextlib.contextmanager
+    def turn(self, host: str, crawl_delay: float = 0.0):
+        """This request's turn: a reserved start time, then a concurrency slot, then one more
+        look at ``Retry-After`` (another process may have been told to wait meanwhile)."""
+        while True:
+            self.reserve(host, crawl_delay)
+            with self.slot(host):
+                with self._state(host) as st:
+                    blocked = st.get("retry_until", 0.0) > time.time()
+                if not blocked:
+                    yield
+                    return
 
     def retry_after(self, host: str, seconds: float) -> None:
         """The host asked us to wait: nothing before then, and half the rate afterwards (from

@@ -98,8 +98,7 @@ class Client:
         )
         for attempt in range(self.retry_attempts + 1):
             queued = time.monotonic()
-            self.budgets.reserve(host, crawl_delay)
-            with self.budgets.slot(host):
+            with self.budgets.turn(host, crawl_delay):
                 if getattr(_fetch, "deadline", None) is not None:  # waiting is not fetching
                     _fetch.deadline += time.monotonic() - queued
                 resp, wait = self._request(handler, conn_class, req, host, kwargs)
@@ -155,25 +154,32 @@ class Client:
         return URLError(f"laionflow: {kind}: {host}: {text}")
 
     def fetch_small(self, url: str, redirects: int = 5) -> tuple[int, bytes]:
-        """GET a small policy file (robots.txt, tdmrep.json) through the same guard and budget;
-        status 0 when unreachable. More than five redirects count as a 404 (RFC 9309)."""
-        for _ in range(redirects + 1):
+        """GET a small policy file (robots.txt, tdmrep.json) through the same guard, budget and
+        ``Retry-After`` handling as images. A host that cannot be reached at all fails the URL
+        with the network's own reason (``connection_refused``, ``timeout``...: retried later);
+        more than five redirects count as a 404 (RFC 9309)."""
+        tries = 0
+        while redirects >= 0:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 return 404, b""
             host = parts.hostname.rstrip(".")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            try:
-                for ip in self.dns.resolve(host, self.policy.dns_timeout_s):
-                    self.policy.check(host, ip, port)
-                self.budgets.reserve(host)
-                with self.budgets.slot(host):
+            for ip in self.dns.resolve(host, self.policy.dns_timeout_s):
+                self.policy.check(host, ip, port)
+            with self.budgets.turn(host):
+                try:
                     status, headers, data = self._get(parts, host, port)
-            except (OSError, http.client.HTTPException):
-                return 0, b""
+                except (OSError, http.client.HTTPException) as exc:
+                    raise self._failed(host, exc) from None
+            wait = _retry_after(headers.get("Retry-After")) if status in (429, 503) else None
+            if wait is not None and wait <= self.budgets.budget.max_wait_s and tries < 2:
+                self.budgets.retry_after(host, wait)
+                tries += 1
+                continue
             location = headers.get("Location")
             if status in (301, 302, 303, 307, 308) and location:
-                url = urljoin(url, location)
+                url, redirects = urljoin(url, location), redirects - 1
                 continue
             return status, data
         return 404, b""

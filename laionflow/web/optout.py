@@ -2,8 +2,10 @@
 
 * robots.txt (RFC 9309) for our user-agent token, parsed by protego: fetched once per host and
   cached on disk for every process of the node for 24 hours (RFC 9309 §2.4). A 4xx robots.txt
-  allows everything; a 5xx or unreachable one means complete disallow (§2.3.1.3/4), counted as
-  ``robots_unavailable`` and retried later by the repair pass. ``Crawl-delay`` feeds the budget.
+  allows everything; a 5xx one (or a 429 that persists after its ``Retry-After``) means complete
+  disallow (§2.3.1.4), counted as ``robots_unavailable`` and retried later by the repair pass;
+  a host that cannot be reached at all fails with the network's reason, before any image
+  request. ``Crawl-delay`` feeds the budget.
 * TDMRep (W3C CG): ``/.well-known/tdmrep.json`` per host, checked before the fetch, and the
   ``tdm-reservation: 1`` response header.
 * IETF aipref ``Content-Usage`` response header (``train-ai=n`` and its parents ``bots``,
@@ -35,7 +37,7 @@ UNAVAILABLE_TTL_S = 300.0  # a 5xx robots.txt is asked again after this
 #: aipref categories whose ``n`` forbids preparing AI training data
 AI_TRAINING_KEYS = {"train-ai", "train-genai", "bots", "tdm", "ai", "genai"}
 
-#: ``fetch(url) -> (status, body)``; status 0: unreachable
+#: ``fetch(url) -> (status, body)``; raises ``URLError`` when the host cannot be reached
 Fetcher = Callable[[str], tuple[int, bytes]]
 
 
@@ -61,7 +63,7 @@ class HostRules:
                 self.tdm = [r for r in rules if isinstance(r, dict)]
 
     def robots_refusal(self, url: str, token: str) -> str | None:
-        if self.robots_status == 0 or self.robots_status >= 500:
+        if self.robots_status >= 500 or self.robots_status == 429:
             return "robots_unavailable"
         if self.robots is not None and not self.robots.can_fetch(url, token):
             return "optout_robots"
@@ -160,8 +162,12 @@ class OptOut:
     def _fetch(self, origin: str, fetch: Fetcher) -> dict:
         status, body = fetch(origin + "/robots.txt") if "robots" in self.signals else (404, b"")
         robots = (status, body.decode("utf-8", "replace") if 200 <= status < 300 else "")
-        tdm = fetch(origin + "/.well-known/tdmrep.json") if "tdmrep" in self.signals else (404, b"")
-        ttl = UNAVAILABLE_TTL_S if status == 0 or status >= 500 else ROBOTS_TTL_S
+        unavailable = status >= 500 or status == 429  # RFC 9309: nothing else may be fetched
+        tdm_url = origin + "/.well-known/tdmrep.json"
+        allowed = HostRules(robots, (404, "")).robots_refusal(tdm_url, self.token) is None
+        wanted = "tdmrep" in self.signals and not unavailable and allowed
+        tdm = fetch(tdm_url) if wanted else (404, b"")
+        ttl = UNAVAILABLE_TTL_S if unavailable else ROBOTS_TTL_S
         return {
             "robots": robots,
             "tdmrep": (tdm[0], tdm[1].decode("utf-8", "replace")),

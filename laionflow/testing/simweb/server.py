@@ -31,6 +31,8 @@ from laionflow.testing.simweb.profiles import (
 )
 
 BURST = 2  # token bucket size of a rate-limited host
+#: a request arriving this soon after a 429 left was already on its way: not "early"
+EARLY_GRACE_S = 0.05
 CHUNK = 16384  # bytes written between bandwidth pauses
 READ_TIMEOUT_S = 30.0  # a connection that sends no request is closed after this
 PORTS = (20000, 32000)  # below Linux's ephemeral range, so clients' own ports never collide
@@ -44,6 +46,7 @@ class HostState:
     tokens: float = BURST
     last: float = field(default_factory=time.monotonic)
     retry_until: float = 0.0  # monotonic time before which every request gets 429
+    announced: float = 0.0  # monotonic time the window's first 429 was sent
     retry_until_wall: float = 0.0  # the same deadline as time.time(), for logs and tests
     inflight: int = 0
 
@@ -164,6 +167,7 @@ class SimHTTP:
             st.tokens -= 1
             return None
         st.retry_until = now + st.profile.retry_after_s
+        st.announced = now + st.profile.latency_s  # when the 429 leaves
         st.retry_until_wall = time.time() + st.profile.retry_after_s
         return st.profile.retry_after_s
 
@@ -192,7 +196,8 @@ class SimHTTP:
             "disallowed": robots_disallows(host.robots, path),
             "tdm_reserved": tdm_reserved(host, path),
             "robots_unavailable": host.robots == "error" and path != "/robots.txt",
-            "early": now < st.retry_until,
+            # a request already on its way when the 429 left cannot have honoured it
+            "early": st.announced + EARLY_GRACE_S < now < st.retry_until,
             "retry_after": None,  # seconds announced with a 429
             "retry_until": None,  # wall-clock end of the 429 window in force
         }
