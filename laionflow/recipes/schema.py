@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from laionflow.credentials import url_secret
 from laionflow.schema import CANONICAL_TYPES
+from laionflow.web.reasons import RETRYABLE
 
 
 class _Strict(BaseModel):
@@ -102,6 +103,30 @@ class FilterConfig(_Strict):
         return self
 
 
+class OptOutConfig(_Strict):
+    """Opt-out signals honoured for every image (all on by default). Switching one off is
+    logged loudly and recorded in each part's summary: never silent."""
+
+    robots: bool = True  # robots.txt (RFC 9309) for ``user_agent_token``, before the fetch
+    x_robots_tag: bool = True  # X-Robots-Tag directives in ``disallowed_header_directives``
+    tdmrep: bool = True  # /.well-known/tdmrep.json before the fetch, tdm-reservation header
+    content_usage: bool = True  # IETF aipref Content-Usage header (train-ai=n...)
+
+
+class PolitenessConfig(_Strict):
+    """Per-host budget shared by every download process of a node (see laionflow.web.budget)."""
+
+    #: requests per second per host; 0: no fixed rate (a host's 429/503 + Retry-After still
+    #: sets one, halved on each, recovering on success)
+    rate_per_host: float = Field(default=0.0, ge=0)
+    #: a URL whose host slot (Retry-After, backoff, rate) is further away fails ``rate_limited``
+    max_wait_s: float = Field(default=60.0, ge=0)
+    #: network/5xx failures in a row that open a host's circuit (its URLs ``host_unavailable``,
+    #: retried by the repair pass); 0: never
+    breaker_failures: int = Field(default=5, ge=0)
+    breaker_cooldown_s: float = Field(default=300.0, ge=0)
+
+
 class DownloadConfig(_Strict):
     """img2dataset options, with img2dataset's own names and meanings."""
 
@@ -116,7 +141,10 @@ class DownloadConfig(_Strict):
     number_sample_per_shard: int = Field(default=10_000, ge=1)
     processes: int = Field(default=2, ge=1)
     threads: int = Field(default=16, ge=1)
+    #: the longest any single socket operation (connect, one read) may wait
     timeout_s: int = Field(default=10, ge=1)
+    #: one image fetch in all — DNS, connect, headers, body, every redirect — or ``deadline``
+    deadline_s: float = Field(default=30.0, gt=0)
     retries: int = Field(default=0, ge=0)
     user_agent_token: str = "laionflow"
     #: False skips TLS certificate checks (the SD 2.1 prep guide's patch); logged loudly
@@ -128,7 +156,9 @@ class DownloadConfig(_Strict):
     #: the default is Pillow's DecompressionBombError threshold
     max_image_pixels: int = Field(default=178_956_970, ge=1)
     #: at most this many concurrent requests per host over all download processes; 0: no limit
-    per_domain_concurrency: int = Field(default=0, ge=0)
+    per_domain_concurrency: int = Field(default=4, ge=0)
+    optout: OptOutConfig = Field(default_factory=OptOutConfig)
+    politeness: PolitenessConfig = Field(default_factory=PolitenessConfig)
 
 
 class RepairConfig(_Strict):
@@ -141,18 +171,7 @@ class RepairConfig(_Strict):
     backoff_factor: float = Field(default=2.0, ge=1)
     #: failure reasons worth retrying (server errors, rate limits, network trouble — never a
     #: 404, an opt-out, a refused address or an undecodable image)
-    retryable: list[str] = Field(
-        default_factory=lambda: [
-            "http_5xx",
-            "http_429",
-            "http_408",
-            "timeout",
-            "truncated",
-            "connection_error",
-            "connection_refused",
-            "dns",
-        ]
-    )
+    retryable: list[str] = Field(default_factory=lambda: list(RETRYABLE))
 
 
 class ClipConfig(_Strict):
