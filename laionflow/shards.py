@@ -10,11 +10,11 @@ shard that mentions it; its attempt count is how many shards do.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 
 from laionflow import fs
+from laionflow.web import reasons
 
 PATCH_COLUMN = "patch_of"
 
@@ -24,49 +24,13 @@ class IncompletePartError(RuntimeError):
 
 
 def reason_of(error_message: str | None) -> str:
-    """Short, groupable failure reason: ``http_404``, ``timeout``, ``decode_error``..."""
-    msg = (error_message or "unknown").strip()
-    if "redirection to url" in msg.lower():  # urllib refuses a redirect to e.g. file://
-        return "blocked_scheme"
-    m = re.search(r"HTTP Error (\d{3})", msg) or re.search(
-        r"\b(\d{3}) (?:Client|Server) Error", msg
-    )
-    if m:
-        return f"http_{m.group(1)}"
-    low = msg.lower()
-    for needle, reason in (
-        ("laionflow-guard: blocked address", "blocked_address"),
-        ("laionflow-guard: blocked scheme", "blocked_scheme"),
-        ("unknown url type", "blocked_scheme"),
-        ("incompleteread", "truncated"),
-        ("cv_io_max_image_pixels", "too_large"),  # OpenCV's pixel limit: a bomb's header
-        ("image area too large", "too_large"),
-        ("timed out", "timeout"),
-        ("timeout", "timeout"),
-        ("connection refused", "connection_refused"),
-        ("connection reset", "connection_error"),
-        ("remote end closed", "connection_error"),
-        ("broken pipe", "connection_error"),
-        ("name or service", "dns"),
-        ("temporary failure in name resolution", "dns"),
-        ("cannot identify image", "decode_error"),
-        ("image decoding", "decode_error"),
-        ("x-robots-tag", "opt_out"),
-        ("disallowed", "opt_out"),
-        ("too small", "too_small"),
-        ("too large", "too_large"),
-        ("aspect ratio", "aspect_ratio"),
-    ):
-        if needle in low:
-            return reason
-    return re.sub(r"[^a-z0-9]+", "_", low)[:60].strip("_") or "unknown"
+    """Short, groupable failure reason from the fixed vocabulary (:mod:`laionflow.web.reasons`)."""
+    return reasons.classify(error_message)
 
 
 def is_retryable(reason: str, retryable: list[str]) -> bool:
     """``http_5xx`` in the list matches every ``http_5NN``."""
-    return reason in retryable or (
-        reason.startswith("http_5") and "http_5xx" in retryable and len(reason) == 8
-    )
+    return reasons.is_retryable(reason, retryable)
 
 
 def _complete(stats_path: str) -> bool:
