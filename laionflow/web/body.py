@@ -94,6 +94,8 @@ def read(resp, deadline: float | None, limit: int | None = None) -> bytes:  # no
         if not chunk:
             if deadline is not None and time.monotonic() >= deadline:  # the reaper's shutdown
                 raise URLError("laionflow: deadline: body not complete in time")
+            if getattr(resp, "length", None):  # EOF before Content-Length: a cut body
+                raise URLError(f"laionflow: truncated: {resp.length} bytes missing")
             break
         chunks.append(chunk)
         size += len(chunk)

@@ -207,6 +207,10 @@ class Client:
             if 200 <= resp.status < 300:
                 data = bodies.decode(data, resp.headers.get("Content-Encoding"), empty_ok=True)
             return resp.status, resp.headers, data
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() >= _fetch.deadline:  # the reaper cut it: say so
+                raise URLError(f"laionflow: deadline: {host}: no policy file in time") from None
+            raise
         finally:
             bodies.unwatch_all()
             _fetch.deadline = saved

@@ -5,7 +5,8 @@
   allows everything; a 5xx one (or a 429 that persists after its ``Retry-After``) means complete
   disallow (§2.3.1.4), counted as ``robots_unavailable`` and retried later by the repair pass;
   a host that cannot be reached at all fails with the network's reason, before any image
-  request. ``Crawl-delay`` feeds the budget.
+  request, and its other URLs fail the same way for 30 s without asking again.
+  ``Crawl-delay`` feeds the budget.
 * TDMRep (W3C CG): ``/.well-known/tdmrep.json`` per host, checked before the fetch, and the
   ``tdm-reservation: 1`` response header.
 * IETF aipref ``Content-Usage`` response header (``train-ai=n`` and its parents ``bots``,
@@ -140,15 +141,26 @@ class OptOut:
             fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                entry = self._read(path + ".rules.json") or self._fetch(origin, fetch)
-                with open(path + ".rules.json.tmp", "w") as fh:
-                    json.dump(entry, fh)
-                os.replace(path + ".rules.json.tmp", path + ".rules.json")
+                entry = self._read(path + ".rules.json")
+                if entry is None:
+                    try:
+                        entry = self._fetch(origin, fetch)
+                    except URLError as exc:  # the host's other URLs fail fast, same reason
+                        entry = {"unreachable": str(exc.reason), "expires": time.time() + 30}
+                    self._write(path + ".rules.json", entry)
             finally:
                 os.close(fd)
+            if "unreachable" in entry:
+                raise URLError(entry["unreachable"])
             rules = HostRules(tuple(entry["robots"]), tuple(entry["tdmrep"]))
             self._rules[origin] = (entry["expires"], rules)
             return rules
+
+    @staticmethod
+    def _write(path: str, entry: dict) -> None:
+        with open(path + ".tmp", "w") as fh:
+            json.dump(entry, fh)
+        os.replace(path + ".tmp", path)
 
     @staticmethod
     def _read(path: str) -> dict | None:

@@ -146,7 +146,7 @@ class SimHTTP:
         try:
             request = await _read_request(reader)
             if request is not None:
-                await self._request(host, *request, writer)
+                await self._request(host, *request, writer, reader)
         except (ConnectionError, TimeoutError, asyncio.CancelledError, ValueError):
             pass
         finally:
@@ -178,6 +178,7 @@ class SimHTTP:
         path: str,
         headers: dict[str, str],
         writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader | None = None,
     ) -> None:
         st = self.state[host.name]
         now = time.monotonic()
@@ -206,7 +207,7 @@ class SimHTTP:
             record["retry_after"] = retry
             record["retry_until"] = st.retry_until_wall if retry is not None else None
             await asyncio.sleep(host.latency_s)
-            await self._respond(host, method, path, retry, writer, record)
+            await self._respond(host, method, path, retry, writer, record, reader)
         finally:
             st.inflight -= 1
             record["t_end"] = time.time()
@@ -221,6 +222,7 @@ class SimHTTP:
         retry: int | None,
         writer: asyncio.StreamWriter,
         record: dict,
+        reader: asyncio.StreamReader | None = None,
     ) -> None:
         """Pick the answer; ``record['status']`` is set before any byte is written."""
         headers: list[tuple[str, str]] = []
@@ -251,7 +253,7 @@ class SimHTTP:
         if method == "HEAD":
             return
         if trickle:
-            await _trickle(writer, body)
+            await _trickle(writer, body, reader)
         else:
             await _send(writer, body, host.bandwidth_bps)
 
@@ -271,12 +273,22 @@ async def _send(writer: asyncio.StreamWriter, body: bytes, bps: float) -> None:
         await writer.drain()
 
 
-async def _trickle(writer: asyncio.StreamWriter, body: bytes) -> None:
+async def _trickle(
+    writer: asyncio.StreamWriter, body: bytes, reader: asyncio.StreamReader | None = None
+) -> None:
     """A few bytes every half second, the whole body over ``TRICKLE_TOTAL_S`` (finite, so a
-    client without a total deadline also finishes, late)."""
+    client without a total deadline also finishes, late). A client that hangs up ends it at
+    once, so the request leaves the host's in-flight count when the client let it go."""
     ticks = int(content.TRICKLE_TOTAL_S / content.TRICKLE_TICK_S)
     per = max(1, math.ceil(len(body) / ticks))
     for offset in range(0, len(body), per):
-        await asyncio.sleep(content.TRICKLE_TICK_S)
+        if reader is None:
+            await asyncio.sleep(content.TRICKLE_TICK_S)
+        else:
+            try:
+                if not await asyncio.wait_for(reader.read(1), content.TRICKLE_TICK_S):
+                    return  # the client closed its end
+            except TimeoutError:
+                pass
         writer.write(body[offset : offset + per])
         await writer.drain()
