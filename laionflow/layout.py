@@ -136,7 +136,7 @@ class Layout:
 
     @property
     def index_summary(self) -> str:
-        return self._join("index", "_summary.json")
+        return index_files(self.index)["summary"]
 
     @property
     def report(self) -> str:
@@ -160,6 +160,26 @@ class Layout:
 
         found = ((part_id(p), p) for p in fs.ls(folder))
         return sorted(p for p, path in found if p is not None and fs.exists(f"{path}/{marker}"))
+
+
+def index_files(folder: str) -> dict[str, str]:
+    """The files of a built index in ``folder`` (``clip back``'s layout): ``{image,text}``
+    (faiss), ``{image,text}_infos`` (autofaiss's tuned parameters), ``model`` (the CLIP model
+    of the vectors), ``metadata`` (a folder: row i of its files in name order = vector i) and
+    ``summary``. The index stage writes them in a work folder, the query service reads them."""
+    files = {f"{k}_infos": f"{folder}/{k}_infos.json" for k in ("image", "text")}
+    return {
+        "image": f"{folder}/image.index",
+        "text": f"{folder}/text.index",
+        **files,
+        "model": f"{folder}/model.json",
+        "metadata": f"{folder}/metadata",
+        "summary": f"{folder}/_summary.json",
+    }
+
+
+def index_metadata(folder: str, part: int) -> str:
+    return f"{folder}/metadata/metadata_{part:05d}.parquet"
 
 
 def stage_summary(config_path: str, stage: str) -> str:

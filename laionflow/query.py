@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from laionflow import fs
+from laionflow.layout import index_files
 
 
 def apply_search_params(index, infos_path: str) -> None:
@@ -48,13 +49,14 @@ class IndexReader:
         import pyarrow.parquet as pq
 
         self.dir = index_dir.rstrip("/")
-        self.info = fs.read_json(f"{self.dir}/model.json")
+        paths = index_files(self.dir)
+        self.info = fs.read_json(paths["model"])
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
-        self.image = faiss.read_index(_local(f"{self.dir}/image.index"), flags)
-        self.text = faiss.read_index(_local(f"{self.dir}/text.index"), flags)
+        self.image = faiss.read_index(_local(paths["image"]), flags)
+        self.text = faiss.read_index(_local(paths["text"]), flags)
         for kind, index in (("image", self.image), ("text", self.text)):
-            apply_search_params(index, f"{self.dir}/{kind}_infos.json")
-        files = [p for p in fs.ls(f"{self.dir}/metadata") if p.endswith(".parquet")]
+            apply_search_params(index, paths[f"{kind}_infos"])
+        files = [p for p in fs.ls(paths["metadata"]) if p.endswith(".parquet")]
         tables = []
         for path in files:
             with fs.open(path) as fh:

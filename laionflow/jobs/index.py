@@ -18,7 +18,7 @@ import numpy as np
 
 from laionflow import fs
 from laionflow.embeddings import embedded_parts, embedding_batches, load_array
-from laionflow.layout import Layout, part_name
+from laionflow.layout import Layout, index_files, index_metadata, part_name
 from laionflow.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,15 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         raise ValueError("no embeddings to index (every download failed?)")
     local = "://" not in layout.index
     work = fs.tmp_name(layout.index) if local else tempfile.mkdtemp(prefix="laionflow-index-")
-    os.makedirs(f"{work}/metadata", exist_ok=True)
+    files = index_files(work)
+    os.makedirs(files["metadata"], exist_ok=True)
     opts = recipe.index
     infos = {}
     for kind, emb in (("image", img_emb), ("text", txt_emb)):
         _, info = build_index(
             embeddings=emb,
-            index_path=f"{work}/{kind}.index",
-            index_infos_path=f"{work}/{kind}_infos.json",
+            index_path=files[kind],
+            index_infos_path=files[f"{kind}_infos"],
             max_index_memory_usage=opts.max_index_memory_usage,
             current_memory_available=opts.current_memory_available,
             metric_type=opts.metric_type,
@@ -69,9 +70,9 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             with fs.open(src) as fh:
                 tables.append(pq.read_table(fh))
         merged = pa.concat_tables(tables, promote_options="permissive")
-        pq.write_table(merged, f"{work}/metadata/metadata_{part:05d}.parquet")
+        pq.write_table(merged, index_metadata(work, part))
     fs.write_json(
-        f"{work}/model.json",
+        files["model"],
         {
             "model": recipe.clip.model,
             "pretrained": recipe.clip.pretrained,
@@ -86,7 +87,7 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         "index_key": {k: (v or {}).get("index_key") for k, v in infos.items()},
         "seconds": round(time.time() - started, 2),
     }
-    fs.write_json(f"{work}/_summary.json", summary)  # index_summary once swapped in
+    fs.write_json(files["summary"], summary)
     _publish(work, layout.index, local)
     log.info("index: %d vectors, %s", summary["size"], summary["index_key"])
     return summary
