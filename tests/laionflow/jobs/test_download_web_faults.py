@@ -79,3 +79,37 @@ def test_a_zero_byte_reason_does_not_depend_on_the_decoder_version():
     loop = "HTTP Error 302: The HTTP server returned a redirect error that would lead to an "
     assert reason_of(loop + "infinite loop.") == "redirect_loop"
     assert reason_of("something nobody has seen") == "other"
+
+
+def test_robots_txt_is_honoured_and_switching_it_off_is_never_silent(tmp_path, monkeypatch, caplog):
+    import pandas as pd
+
+    from laionflow import fs
+    from laionflow.jobs import download
+    from laionflow.layout import Layout
+
+    with FixtureServer(tmp_path / "srv") as srv:
+        monkeypatch.setenv("LAIONFLOW_FETCH_ALLOW", srv.allow_entry)
+        monkeypatch.setenv("LAIONFLOW_WEB_STATE", str(tmp_path / "state"))
+        corpus = build_corpus(
+            tmp_path / "srv",
+            srv.base_url,
+            CorpusSpec(rows=8, parts=1, dead_fraction=0, duplicate_fraction=0, max_side=96),
+        )
+        (tmp_path / "srv" / "robots.txt").write_text(
+            "User-agent: laionflow\nDisallow: /images/\n\nUser-agent: *\nAllow: /\n"
+        )
+        urls = list(pd.read_parquet(corpus.metadata_files[0])["URL"])[:4]
+        polite = part_recipe(tmp_path / "polite", urls)
+        summary = download.run(polite, 0)
+        assert summary["successes"] == 0 and summary["failed"] == {"optout_robots": 4}
+        table = fs.read_json(Layout(polite.dataset_root).optout_table(0))
+        assert [(e["host"], e["signal"], e["urls"]) for e in table] == [
+            ("127.0.0.1", "optout_robots", 4)
+        ]
+        assert not any(p.startswith("/images/") for p in srv.hits)  # never fetched
+        off = part_recipe(tmp_path / "off", urls, **{"download.optout.robots": False})
+        with caplog.at_level("WARNING"):
+            summary = download.run(off, 0)
+    assert summary["successes"] == 4 and summary["optout_signals_off"] == ["robots"]
+    assert "opt-out signal 'robots' is OFF" in caplog.text
