@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--per-host", type=int, default=0, help="per-host concurrency (0: none)")
     args = ap.parse_args()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from img2dataset import download as bare_download
@@ -43,6 +44,9 @@ def main() -> None:
             "download.processes": args.processes,
             "download.threads": args.threads,
             "download.number_sample_per_shard": 1000,
+            # one friendly host: measure the wrapper, not politeness (bare img2dataset has no
+            # per-host limit); bench/web.py measures politeness on a web of many hosts
+            "download.per_domain_concurrency": args.per_host,
         }
         recipe = load_recipe("laion400m", overrides)
         metadata.run(recipe)

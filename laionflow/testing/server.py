@@ -121,16 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        if fault and fault.kind == "trickle":
-            pieces = max(1, int(fault.delay / 0.25))
-            step = max(1, len(body) // pieces)
-            for i in range(0, len(body), step):
-                time.sleep(fault.delay / pieces)
-                self.wfile.write(body[i : i + step])
-                self.wfile.flush()
-            return
-        if fault and fault.kind == "slow":
-            pieces = 10
+        if fault and fault.kind in ("slow", "trickle"):  # 10 pieces, or one every 0.25 s
+            pieces = 10 if fault.kind == "slow" else max(1, int(fault.delay / 0.25))
             step = max(1, len(body) // pieces)
             for i in range(0, len(body), step):
                 time.sleep(fault.delay / pieces)
