@@ -113,3 +113,10 @@ def test_the_vocabulary_is_closed_and_documented():
     for msg in ("HTTP Error 404: Not Found", "<urlopen error timed out>", None, "garbage"):
         assert reasons.is_known(reasons.classify(msg))
     assert "| `deadline` | yes |" in reasons.table_markdown()
+
+
+def test_the_readme_lists_the_vocabulary_as_the_code_has_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert reasons.table_markdown() in readme
