@@ -17,25 +17,9 @@ from dataclasses import dataclass
 import requests
 
 from laionflow import fs
-from laionflow.layout import Layout
+from laionflow.layout import Layout, parse_parts
 
-
-def parse_parts(spec: str) -> list[int]:
-    """``"3-7,12"`` → ``[3, 4, 5, 6, 7, 12]`` (sorted, unique); bad input raises ValueError."""
-    parts: set[int] = set()
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        if "-" in item:
-            lo, hi = (int(x) for x in item.split("-", 1))
-            if lo > hi or lo < 0:
-                raise ValueError(f"bad part range {item!r}")
-            parts.update(range(lo, hi + 1))
-        else:
-            if int(item) < 0:
-                raise ValueError(f"bad part id {item!r}")
-            parts.add(int(item))
-    if not parts:
-        raise ValueError(f"no part ids in {spec!r}")
-    return sorted(parts)
+__all__ = ["AirflowApi", "api_from_env", "backfill", "chunks", "complete_parts", "parse_parts"]
 
 
 def complete_parts(dataset_root: str, parts: list[int]) -> list[int]:

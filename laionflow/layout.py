@@ -28,6 +28,24 @@ def part_id(path: str) -> int | None:
     return None if m is None else int(next(g for g in m.groups() if g is not None))
 
 
+def parse_parts(spec: str) -> list[int]:
+    """``"3-7,12"`` → ``[3, 4, 5, 6, 7, 12]`` (sorted, unique); bad input raises ValueError."""
+    parts: set[int] = set()
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        if "-" in item:
+            lo, hi = (int(x) for x in item.split("-", 1))
+            if lo > hi or lo < 0:
+                raise ValueError(f"bad part range {item!r}")
+            parts.update(range(lo, hi + 1))
+        else:
+            if int(item) < 0:
+                raise ValueError(f"bad part id {item!r}")
+            parts.add(int(item))
+    if not parts:
+        raise ValueError(f"no part ids in {spec!r}")
+    return sorted(parts)
+
+
 def shard_path(folder: str, shard: int, suffix: str) -> str:
     """A file of img2dataset shard ``shard`` in a part folder: ``suffix`` is ``.tar``,
     ``.parquet``, ``_stats.json``..."""

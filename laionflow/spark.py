@@ -111,7 +111,7 @@ def job_args(argv: list[str] | None = None) -> argparse.Namespace:
     (where the job publishes its summary, which the operator returns as its XCom)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
-    parser.add_argument("--parts", help="comma-separated part ids; default: the run's parts")
+    parser.add_argument("--parts", help="part ids, e.g. 0,1 or 3-7; default: the run's parts")
     parser.add_argument("--force", default="False", help="True to redo finished work")
     parser.add_argument("--summary-out", help="JSON path (local or s3://) for the summary")
     args = parser.parse_args(argv)
@@ -121,9 +121,10 @@ def job_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def job_parts(args: argparse.Namespace) -> list[int]:
     """The parts a job works on: ``--parts``, else those the run selected."""
+    from laionflow.layout import parse_parts
     from laionflow.plan import selected_parts
 
-    return [int(p) for p in args.parts.split(",")] if args.parts else selected_parts(args.config)
+    return parse_parts(args.parts) if args.parts else selected_parts(args.config)
 
 
 def publish_summary(args: argparse.Namespace, summary: dict) -> None:

@@ -51,3 +51,12 @@ def test_done_parts_needs_the_marker(tmp_path):
             (folder / "_done.json").write_text("{}")
     (tmp_path / "scores" / "kept.parquet").write_text("")
     assert layout.done_parts(layout.scores) == [0, 2]
+
+
+def test_part_id_specs():
+    from laionflow.layout import parse_parts
+
+    assert parse_parts("3-5,12") == [3, 4, 5, 12]
+    assert parse_parts("1,0") == [0, 1]
+    with pytest.raises(ValueError):
+        parse_parts("5-3")
