@@ -77,6 +77,7 @@ class Client:
             policy.state_dir, policy.token, tuple(policy.signals), tuple(policy.directives)
         )
         self.retry_attempts = 2  # in-place retries after a Retry-After the budget can wait
+        self.dns_timeout = min(policy.dns_timeout_s, policy.deadline_s)
 
     def hop(self, handler, conn_class, req, **kwargs):  # noqa: ANN001 - urllib's signature
         parts = urlsplit(req.full_url)
@@ -89,8 +90,7 @@ class Client:
         if not host:
             raise URLError("laionflow: invalid_url: no host")
         port = port or (443 if parts.scheme == "https" else 80)
-        self.dns.resolve(host, self.policy.dns_timeout_s)  # DnsError: dns_* reasons
-        for ip in self.dns.resolve(host):
+        for ip in self.dns.resolve(host, self.dns_timeout):  # DnsError: the dns_* reasons
             self.policy.check(host, ip, port)  # blocked_address before any request
         origin = f"{parts.scheme}://{host}:{port}"
         crawl_delay = self.optout.before_fetch(
@@ -130,9 +130,7 @@ class Client:
             if 200 <= status < 300:
                 data = bodies.decode(data, resp.headers.get("Content-Encoding"))
                 self.budgets.success(host)
-        except URLError as exc:
-            raise self._failed(host, exc) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             raise self._failed(host, exc) from None
         finally:
             bodies.unwatch_all()
@@ -143,6 +141,8 @@ class Client:
 
     def _failed(self, host: str, exc: BaseException) -> URLError:
         """One vocabulary word for a failure; network failures count against the host."""
+        while isinstance(exc, URLError) and isinstance(exc.reason, BaseException):
+            exc = exc.reason  # urllib wraps what the connection raised: keep the cause
         text = str(exc)
         left = deadline_left()
         ours = "laionflow" in text
@@ -165,7 +165,7 @@ class Client:
                 return 404, b""
             host = parts.hostname.rstrip(".")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            for ip in self.dns.resolve(host, self.policy.dns_timeout_s):
+            for ip in self.dns.resolve(host, self.dns_timeout):
                 self.policy.check(host, ip, port)
             with self.budgets.turn(host):
                 try:
