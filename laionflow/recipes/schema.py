@@ -121,8 +121,8 @@ class PolitenessConfig(_Strict):
     rate_per_host: float = Field(default=0.0, ge=0)
     #: a URL whose host slot (Retry-After, backoff, rate) is further away fails ``rate_limited``
     max_wait_s: float = Field(default=60.0, ge=0)
-    #: network/5xx failures in a row that open a host's circuit (its URLs ``host_unavailable``,
-    #: retried by the repair pass); 0: never
+    #: times in a row a host is unreachable (refused, timed out) before its circuit opens
+    #: (its URLs ``host_unavailable``, retried by the repair pass; a 5xx only backs off); 0: never
     breaker_failures: int = Field(default=5, ge=0)
     breaker_cooldown_s: float = Field(default=300.0, ge=0)
 

@@ -7,7 +7,8 @@ its host's schedule, a small JSON file under ``state_dir`` updated under ``flock
 budget holds across img2dataset's worker processes and across the parts a worker runs (on
 Spark: per node). A host that answers 429/503 with ``Retry-After`` gets nothing before that
 time and its rate is halved (recovering additively on success); a host that keeps failing gets
-exponentially later slots and, after ``breaker_failures`` failures in a row, its circuit opens:
+exponentially later slots and, after ``breaker_failures`` times in a row unreachable (refused,
+timed out, cut off), its circuit opens:
 its URLs are skipped as ``host_unavailable`` (retryable, so the repair pass retries them)
 instead of each holding a worker for a full timeout.
 """
@@ -107,8 +108,10 @@ class HostBudgets:
             rate = st.get("rate") or self.budget.rate or START_RATE
             st["rate"] = max(MIN_RATE, rate / 2)
 
-    def failure(self, host: str) -> None:
-        """A server or network failure: back off exponentially; open the circuit at the limit."""
+    def failure(self, host: str, unreachable: bool = True) -> None:
+        """A failure: back off exponentially. Only an *unreachable* host (refused, timed out,
+        cut off) counts towards its circuit: one answering 5xx is alive and answers fast, and
+        a repair pass, made of the URLs that failed before, must not trip it."""
         b = self.budget
         with self._state(host) as st:
             now = time.time()
@@ -116,12 +119,14 @@ class HostBudgets:
             st["fails"] = fails
             delay = min(b.backoff_max_s, b.backoff_s * 2 ** (fails - 1))
             st["next"] = max(st.get("next", 0.0), now + delay)
-            if b.breaker_failures and fails >= b.breaker_failures:
-                st["open_until"] = now + b.breaker_cooldown_s
+            if unreachable:
+                st["down"] = st.get("down", 0) + 1
+                if b.breaker_failures and st["down"] >= b.breaker_failures:
+                    st["open_until"] = now + b.breaker_cooldown_s
 
     def success(self, host: str) -> None:
         with self._state(host) as st:
-            st["fails"] = 0
+            st["fails"] = st["down"] = 0
             st.pop("open_until", None)
             if "rate" in st:  # additive recovery, up to the configured rate or none at all
                 st["rate"] += 0.5

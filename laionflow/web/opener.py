@@ -119,7 +119,7 @@ class Client:
             if wait is not None:
                 self.budgets.retry_after(host, wait)
             if status >= 500:
-                self.budgets.failure(host)
+                self.budgets.failure(host, unreachable=False)
             if 200 <= status < 300:
                 try:
                     self.optout.after_headers(resp.headers, host)
