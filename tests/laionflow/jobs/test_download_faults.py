@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from laionflow.jobs import download
-from laionflow.shards import reason_of
 from laionflow.recipes import load_recipe
+from laionflow.shards import reason_of
 from laionflow.testing.corpus import CorpusSpec, build_corpus
 from laionflow.testing.faults import KINDS, OUTCOME, FaultPlan
 from laionflow.testing.server import FixtureServer
