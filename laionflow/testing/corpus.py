@@ -170,27 +170,18 @@ def _plant_near_duplicates(df, out: Path, base_url: str, spec: CorpusSpec, rng) 
     return groups
 
 
-def build_corpus(
-    out_dir: str | Path, base_url: str, spec: CorpusSpec | None = None
-) -> CorpusManifest:
-    """Write ``images/`` and ``metadata/`` under ``out_dir``; URLs point at ``base_url``."""
-    spec = spec or CorpusSpec()
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "metadata").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(spec.seed)
+def _live_rows(out: Path, base_url: str, spec: CorpusSpec, rng) -> tuple[list[dict], int]:
+    """One metadata row per sample; the image file written unless the URL is to be dead."""
     n = spec.rows
     kinds = rng.choice(len(FORMATS), size=n, p=FORMAT_WEIGHTS)
     widths = rng.integers(spec.min_side, spec.max_side + 1, size=n)
     heights = rng.integers(spec.min_side, spec.max_side + 1, size=n)
-    rows = []
-    dead = 0
+    rows, dead = [], 0
     for i in range(n):
         fmt = FORMATS[kinds[i]]
         name = f"{i:06d}.{EXT[fmt]}"
-        is_dead = rng.random() < spec.dead_fraction
         w, h = int(widths[i]), int(heights[i])
-        if is_dead:
+        if rng.random() < spec.dead_fraction:
             dead += 1
             name = f"gone-{i:06d}.jpg"
         else:
@@ -212,9 +203,12 @@ def build_corpus(
                 "hash": str(int(rng.integers(-(2**62), 2**62))),
             }
         )
-    df = pd.DataFrame(rows)
-    # planted rows for each filter rule (on live URLs too, so they are not "dead" as well)
-    planted = {}
+    return rows, dead
+
+
+def _plant_filtered(df: pd.DataFrame, spec: CorpusSpec, rng) -> dict:
+    """Rows each filter rule must remove (on live URLs too, so they are not "dead" as well)."""
+    n, planted = len(df), {}
     for col, frac, value in (
         ("similarity", spec.low_similarity_fraction, 0.1),
         ("NSFW", spec.nsfw_fraction, "NSFW"),
@@ -240,19 +234,11 @@ def build_corpus(
     df.loc[wide, "WIDTH"] = df.loc[wide, "HEIGHT"] * 4  # declared aspect ratio 4 (> 3)
     planted["wide"] = len(wide)
     df["aesthetic"] = df["AESTHETIC_SCORE"]
-    # exact url+caption duplicates of earlier rows (other columns may differ, as in the wild)
-    n_dup = int(n * spec.duplicate_fraction)
-    src = rng.choice(n, size=n_dup, replace=False)
-    dups = df.loc[src].copy()
-    dups["SAMPLE_ID"] = [str(2_000_000 + k) for k in range(n_dup)]
-    dups["similarity"] = np.round(rng.uniform(0.3, 0.45, size=n_dup), 6)
-    df = pd.concat([df, dups], ignore_index=True)
-    groups = _plant_near_duplicates(df, out, base_url, spec, rng) if spec.near_duplicates else []
-    if groups:
-        df = pd.concat([df, *(g[1] for g in groups)], ignore_index=True)
-    df = df.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
+    return planted
 
-    df = df[list(FLAVOURS[spec.flavour])]
+
+def _write_parts(df: pd.DataFrame, out: Path, base_url: str, spec: CorpusSpec):
+    """The metadata parts in the spec's formats; returns (files, URLs)."""
     files, urls = [], []
     bounds = np.linspace(0, len(df), spec.parts + 1).astype(int)
     for part in range(spec.parts):
@@ -269,6 +255,35 @@ def build_corpus(
             chunk.to_parquet(out / "metadata" / name, index=False)
         files.append(str(out / "metadata" / name))
         urls.append(f"{base_url}/metadata/{name}")
+    return files, urls
+
+
+def build_corpus(
+    out_dir: str | Path, base_url: str, spec: CorpusSpec | None = None
+) -> CorpusManifest:
+    """Write ``images/`` and ``metadata/`` under ``out_dir``; URLs point at ``base_url``."""
+    spec = spec or CorpusSpec()
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "metadata").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    n = spec.rows
+    rows, dead = _live_rows(out, base_url, spec, rng)
+    df = pd.DataFrame(rows)
+    planted = _plant_filtered(df, spec, rng)
+    # exact url+caption duplicates of earlier rows (other columns may differ, as in the wild)
+    n_dup = int(n * spec.duplicate_fraction)
+    src = rng.choice(n, size=n_dup, replace=False)
+    dups = df.loc[src].copy()
+    dups["SAMPLE_ID"] = [str(2_000_000 + k) for k in range(n_dup)]
+    dups["similarity"] = np.round(rng.uniform(0.3, 0.45, size=n_dup), 6)
+    df = pd.concat([df, dups], ignore_index=True)
+    groups = _plant_near_duplicates(df, out, base_url, spec, rng) if spec.near_duplicates else []
+    if groups:
+        df = pd.concat([df, *(g[1] for g in groups)], ignore_index=True)
+    df = df.sample(frac=1.0, random_state=spec.seed).reset_index(drop=True)
+    df = df[list(FLAVOURS[spec.flavour])]
+    files, urls = _write_parts(df, out, base_url, spec)
     manifest = CorpusManifest(
         base_url=base_url,
         spec=asdict(spec),
