@@ -36,7 +36,7 @@ class Budget:
     max_wait_s: float = 60.0  # a slot further away fails the URL as ``rate_limited``
     breaker_failures: int = 5
     breaker_cooldown_s: float = 300.0
-    backoff_s: float = 0.5  # first backoff after a failure, doubled per failure in a row
+    backoff_s: float = 0.1  # first backoff after a failure, doubled per failure in a row
     backoff_max_s: float = 30.0
 
 

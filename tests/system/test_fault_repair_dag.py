@@ -42,7 +42,15 @@ def faulty(tmp_path_factory, airflow_db, checkpoint, fixture_server):
         os.environ["LAIONFLOW_FETCH_ALLOW"] = f"{saved},{srv.allow_entry}"
         try:
             conf = small_run_conf(work, corpus.metadata_urls, checkpoint)
-            conf["overrides"].update({"download.timeout_s": 2, "repair.backoff_s": 0})
+            # fault accounting on one fixture host: no per-host limit (politeness has its own
+            # acceptance test on the simulated web of many hosts)
+            conf["overrides"].update(
+                {
+                    "download.timeout_s": 2,
+                    "repair.backoff_s": 0,
+                    "download.per_domain_concurrency": 0,
+                }
+            )
             first, first_states = run_dag("laion400m", conf)
             root = work / "laion400m"
             before = _files(root)

@@ -23,7 +23,7 @@ from laionflow.testing.simweb.analysis import (
 )
 from laionflow.web.reasons import is_known
 
-PARTS = 4
+PARTS = 2
 RATE = 5.0  # our per-host budget in the test (requests per second)
 CONCURRENCY = 2
 #: a dead host's URLs end with the failure itself, or skipped by its open circuit

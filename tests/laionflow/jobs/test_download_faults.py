@@ -39,6 +39,8 @@ def test_every_url_is_downloaded_or_failed_with_its_reason(tmp_path, monkeypatch
                 "download.processes": 1,
                 "download.threads": 16,
                 "download.timeout_s": 2,
+                # one fixture host: accounting here, politeness in test_web_download
+                "download.per_domain_concurrency": 0,
             },
         )
         summary = download.run(recipe, 0)

@@ -56,7 +56,7 @@ def test_each_fault_ends_with_its_reason(tmp_path, monkeypatch):
         recipe = part_recipe(
             tmp_path / "ds",
             list(want),
-            **{"download.timeout_s": 2, "download.deadline_s": 3, "download.retries": 1},
+            **{"download.timeout_s": 2, "download.deadline_s": 3},
         )
         from laionflow.jobs import download
 
