@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_ch
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt --no-deps facenet-pytorch rapidocr-onnxruntime
 	$(PY) -m laionflow.setup.torchvision_cpu
 	@touch $@
 
