@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from laionflow.captioning.config import RecaptionConfig
 from laionflow.credentials import url_secret
 from laionflow.schema import CANONICAL_TYPES
 from laionflow.web.reasons import RETRYABLE
@@ -253,6 +254,7 @@ class Recipe(_Strict):
     repair: RepairConfig = Field(default_factory=RepairConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     score_filter: ScoreFilterConfig = Field(default_factory=ScoreFilterConfig)
+    recaption: RecaptionConfig = Field(default_factory=RecaptionConfig)
     #: scores YAML (dataset2metadata style) for the ``scores`` stage; none: no scores
     scores: str | None = None
     source: Literal["rederive", "prepackaged"] = "rederive"
