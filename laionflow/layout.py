@@ -118,6 +118,29 @@ class Layout:
         }
 
     @property
+    def captions(self) -> str:
+        return self._join("captions")
+
+    def captions_part(self, part: int) -> str:
+        return self._join("captions", part_name(part))
+
+    def captions_table(self, part: int) -> str:
+        """One row per downloaded sample: the recaption stage's merged output."""
+        return self._join("captions", part_name(part), "captions.parquet")
+
+    def captions_chunk(self, part: int, shard: int, chunk: int) -> str:
+        """``chunk`` (``recaption.chunk_size`` samples in tar order) of a shard's captions."""
+        return self._join("captions", part_name(part), "chunks", f"{shard:05d}_{chunk:05d}.parquet")
+
+    def captions_done(self, part: int) -> str:
+        return self._join("captions", part_name(part), "_done.json")
+
+    def openuni(self, sub: str = "") -> str:
+        """OpenUni's laion6m layout: ``raw/`` (images), ``captions/`` (one json per image),
+        ``data.json`` (``image``/``annotation`` paths relative to those folders)."""
+        return self._join("export", "openuni", sub) if sub else self._join("export", "openuni")
+
+    @property
     def embeddings(self) -> str:
         return self._join("embeddings")
 
