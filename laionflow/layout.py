@@ -151,6 +151,18 @@ class Layout:
     def scores_part(self, part: int) -> str:
         return self._join("scores", part_name(part))
 
+    def gated_part(self, part: int) -> str:
+        """The filtered part less the rows a known-bad URL list blocks (download's input)."""
+        return self._join("metadata", "gated", f"part-{part:05d}.parquet")
+
+    def quarantine_part(self, part: int) -> str:
+        """Samples a known-bad image hash list matched after download, for an operator."""
+        return self._join("quarantine", part_name(part))
+
+    def blurred_part(self, part: int) -> str:
+        """Face-blurred copies of a part's shards (same shard names and keys)."""
+        return self._join("blurred", part_name(part))
+
     @property
     def kept_scores(self) -> str:
         return self._join("scores", "kept.parquet")
