@@ -14,6 +14,8 @@ from typing import Any
 
 #: sample entries that hold an image, in the order they are looked for
 IMAGE_EXT = ("jpg", "jpeg", "png", "webp")
+#: the recaption stage's member: the caption a trainer should use (``laionflow.jobs.recaption``)
+RECAP_EXT = "recap.txt"
 
 
 def has_image(sample: dict) -> bool:
@@ -30,8 +32,13 @@ def caption(sample: dict) -> str:
 
 
 def meta(sample: dict) -> dict:
-    """The sample's json (img2dataset's per-sample metadata), ``{}`` when absent."""
-    return json.loads(sample["json"]) if "json" in sample else {}
+    """The sample's json (img2dataset's per-sample metadata), ``{}`` when absent; plus the
+    recaption stage's caption (``KEY.recap.txt``) as ``recaption``, so the embeddings metadata
+    and the index metadata built from it carry that column."""
+    out = json.loads(sample["json"]) if "json" in sample else {}
+    if RECAP_EXT in sample:
+        out["recaption"] = sample[RECAP_EXT].decode("utf-8")
+    return out
 
 
 def open_image(raw: bytes, draft_size: int | None = None):

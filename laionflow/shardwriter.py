@@ -37,6 +37,32 @@ class TarShardWriter:
         self._stream.close()
         fs.rename(self._tmp, self.path)
 
+    def abort(self) -> None:
+        """Drop the unpublished temporary file (the shard in place, if any, stays as it was)."""
+        self._stream.close()
+        fs.rm(self._tmp)
+
+
+def add_members(folder: str, shard_id: int, extra: dict[str, dict[str, bytes]]) -> int:
+    """Rewrite shard ``shard_id`` of ``folder`` with ``extra[key]`` entries added to sample
+    ``key`` (e.g. ``{"recap.txt": b"..."}``, replacing a same-named one), every other entry and
+    the sample order unchanged; published atomically like any shard, so rerunning it is
+    harmless. The number of samples written."""
+    import webdataset as wds
+
+    src = f"{folder}/{shard_id:05d}.tar"
+    writer = TarShardWriter(shard_id, folder)
+    try:
+        for sample in wds.WebDataset(
+            fs.webdataset_urls([src]), shardshuffle=False, empty_check=False
+        ):
+            writer.write({**sample, **extra.get(sample["__key__"], {})})
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return writer.count
+
 
 class Resharder:
     """Samples in, shards of ``per_shard`` samples out (``00000.tar``, ``00001.tar``…)."""
