@@ -1,7 +1,9 @@
 """``laionflow backfill DAG_ID --parts 3-7,12``: one DAG run per chunk of parts, through
-Airflow's REST API, with ``conf.part_ids``. Parts whose download is already complete (their
-``images/part_NNNNN_summary.json`` exists under the dataset root) are skipped unless
-``--force``, so repeating a call creates no work.
+Airflow's REST API, with ``conf.part_ids``; a one-part run also carries Airflow's native
+``partition_key`` (``part_00003``: :func:`partition_key`), so the UI lists and filters runs by
+part and ``airflow partitions``/the clear-by-partition API select them. Parts whose download
+is already complete (their ``images/part_NNNNN_summary.json`` exists under the dataset root)
+are skipped unless ``--force``, so repeating a call creates no work.
 
 Recipe DAGs have no time schedule, so ``airflow backfill`` does not apply; this is the
 part-id equivalent. The same conf works from the UI form ("Part ids") and from
@@ -19,7 +21,30 @@ import requests
 from laionflow import fs
 from laionflow.layout import Layout, parse_parts
 
-__all__ = ["AirflowApi", "api_from_env", "backfill", "chunks", "complete_parts", "parse_parts"]
+__all__ = [
+    "AirflowApi",
+    "api_from_env",
+    "backfill",
+    "chunks",
+    "complete_parts",
+    "parse_parts",
+    "part_of_key",
+    "partition_key",
+]
+PARTITION_PREFIX = "part_"
+
+
+def partition_key(part: int) -> str:
+    """A part's Airflow partition key: ``part_00003``, the part's name in the dataset layout."""
+    return f"{PARTITION_PREFIX}{part:05d}"
+
+
+def part_of_key(key: str) -> int:
+    """The part id of a partition key (``part_00003`` -> 3); ValueError names a bad key."""
+    digits = key[len(PARTITION_PREFIX) :] if key.startswith(PARTITION_PREFIX) else ""
+    if not digits.isdigit():
+        raise ValueError(f"partition key {key!r} is not a part: expected e.g. 'part_00003'")
+    return int(digits)
 
 
 def complete_parts(dataset_root: str, parts: list[int]) -> list[int]:
@@ -51,10 +76,14 @@ class AirflowApi:
             self.token = resp.json()["access_token"]
         return {"Authorization": f"Bearer {self.token}"}
 
-    def trigger(self, dag_id: str, conf: dict, run_id: str | None = None) -> str:
+    def trigger(
+        self, dag_id: str, conf: dict, run_id: str | None = None, partition: str | None = None
+    ) -> str:
         body = {"logical_date": None, "conf": conf}
         if run_id:
             body["dag_run_id"] = run_id
+        if partition:
+            body["partition_key"] = partition
         resp = requests.post(
             f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
             json=body,
@@ -71,6 +100,17 @@ class AirflowApi:
         )
         resp.raise_for_status()
         return resp.json()["state"]
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs (newest first), each with its ``partition_key`` and ``conf``."""
+        resp = requests.get(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
+            params={"order_by": "-run_after", "limit": 100},
+            headers=self._headers(),
+            timeout=30,
+        )
+        resp.raise_for_status()
+        return resp.json()["dag_runs"]
 
     def unpause(self, dag_id: str) -> None:
         resp = requests.patch(
@@ -107,7 +147,8 @@ def backfill(
     for group in chunks(todo, chunk):
         label = f"{group[0]}-{group[-1]}" if len(group) > 1 else str(group[0])
         run_conf = {**(conf or {}), "part_ids": group, "force": force}
-        run_ids.append(api.trigger(dag_id, run_conf, f"parts__{label}__{stamp}"))
+        key = partition_key(group[0]) if len(group) == 1 else None  # many parts: conf only
+        run_ids.append(api.trigger(dag_id, run_conf, f"parts__{label}__{stamp}", key))
     return run_ids
 
 

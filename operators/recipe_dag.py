@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, PartitionedAtRuntime, task
 
 from laionflow.stages import PIPELINE, PREPACKAGED
 from operators.params import prepackaged_params, recipe_params
@@ -39,7 +39,9 @@ def recipe_dag(
     )
     with DAG(
         dag_id=recipe,
-        schedule=schedule,
+        # no time schedule; a run may carry a partition_key (``part_00003``, set by
+        # ``laionflow backfill`` or the form's "Partition key"): the part it works on
+        schedule=schedule if schedule is not None else PartitionedAtRuntime(),
         catchup=False,
         params=params,
         default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
@@ -51,8 +53,14 @@ def recipe_dag(
             from laionflow.plan import plan as make_plan
             from operators.credentials import aws_environment
 
+            params = dict(context["params"])
+            key = getattr(context["dag_run"], "partition_key", None)
+            if key and not params.get("part_ids"):  # a run by partition key: that one part
+                from laionflow.backfill import part_of_key
+
+                params["part_ids"] = [part_of_key(key)]
             with aws_environment():
-                return make_plan(recipe, dict(context["params"]), context["run_id"])
+                return make_plan(recipe, params, context["run_id"])
 
         @task(task_id="parts", retries=0)
         def parts(config_path: str) -> list[int]:
