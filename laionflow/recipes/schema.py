@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from laionflow.captioning.config import RecaptionConfig
 from laionflow.credentials import url_secret
+from laionflow.safety.config import BucketConfig, SafetyConfig
 from laionflow.schema import CANONICAL_TYPES
 from laionflow.web.reasons import RETRYABLE
 
@@ -206,18 +207,32 @@ class DedupConfig(_Strict):
     center: bool = True
 
 
+class ScoreRule(_Strict):
+    """``column op value`` over any scores column (``nsfw_image <= 0.5``, ``faces == 0``);
+    a sample failing it is counted under ``name`` (the first rule it fails, in order)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    column: str
+    op: Literal[">=", ">", "<=", "<", "==", "!="]
+    value: float | int | str
+
+
 class ScoreFilterConfig(_Strict):
-    """Stage ``score_filter``: keep samples by a scores column (one of threshold/top_fraction)."""
+    """Stage ``score_filter``: keep samples by a scores column (one of threshold/top_fraction)
+    and/or by ``rules`` (with rules alone, no default top fraction applies)."""
 
     column: str = "clip-score"
     threshold: float | None = None
     top_fraction: float | None = Field(default=0.3, gt=0, le=1)
+    rules: list[ScoreRule] = Field(default_factory=list)
     reshard: bool = False
     samples_per_shard: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScoreFilterConfig:
-        if self.threshold is not None:
+        if self.rules and self.threshold is None and "top_fraction" not in self.model_fields_set:
+            self.__dict__["top_fraction"] = None  # rules alone: nothing else filters
+        elif self.threshold is not None:
             self.__dict__["top_fraction"] = None  # an explicit threshold wins over the default
         elif self.top_fraction is None:
             raise ValueError("score_filter needs `threshold` or `top_fraction`")
@@ -257,6 +272,10 @@ class Recipe(_Strict):
     recaption: RecaptionConfig = Field(default_factory=RecaptionConfig)
     #: scores YAML (dataset2metadata style) for the ``scores`` stage; none: no scores
     scores: str | None = None
+    #: known-bad hash lists and face blurring (:mod:`laionflow.safety.config`)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    #: aspect-ratio buckets in the annotations and sample metadata; none: no buckets
+    buckets: BucketConfig | None = None
     source: Literal["rederive", "prepackaged"] = "rederive"
     prepackaged: PrepackagedSource | None = None
     part_ids: list[int] | None = Field(
