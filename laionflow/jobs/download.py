@@ -18,6 +18,7 @@ import time
 from laionflow import fetchguard, fs, progress, shards
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
+from laionflow.safety import gate
 from laionflow.shards import IncompletePartError, tally
 from laionflow.web import optout, resolver
 
@@ -179,10 +180,17 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
             "rerun to finish the missing shards"
         )
     fsys, path = fs.filesystem(layout.images_part(part))
+    table = shards.states(layout.images_part(part))
+    # quarantined rows are not failures: the ledger counts them on their own line
+    quarantined = sum(1 for s in table.values() if s.row.get("status") == gate.STATUS)
+    if quarantined:
+        reason = shards.reason_of(gate.MESSAGE)
+        counts["failed"][reason] -= quarantined
+        counts["failed"] = {k: v for k, v in counts["failed"].items() if v}
     failures = [
         (s.url, s.reason or "other", s.row.get("error_message") or "", s.last_attempt)
-        for s in shards.states(layout.images_part(part)).values()
-        if not s.success
+        for s in table.values()
+        if not s.success and s.row.get("status") != gate.STATUS
     ]
     opted_out = optout.table(failures)
     fs.write_json(layout.optout_table(part), opted_out)
@@ -196,6 +204,7 @@ def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **
         "failed_total": sum(counts["failed"].values()),
         "retry_pending": counts["retry_pending"],
         "given_up": counts["given_up"],
+        "quarantined": quarantined,
         "shards": counts["shards"],
         "output_format": recipe.download.output_format,
         "optout_hosts": len({e["host"] for e in opted_out}),
@@ -221,6 +230,10 @@ def run(
         raise FileNotFoundError(f"no filtered metadata for {part_name(part)}: {src}")
     import pyarrow.parquet as pq
 
+    lists = _hash_lists(recipe)
+    blocked = 0
+    if lists is not None and recipe.safety.hashlists.pre_download:
+        src, blocked = gate.pre_download(layout, part, src, lists)
     with fs.open(src) as fh:
         footer = pq.ParquetFile(fh)
         expected, names = footer.metadata.num_rows, footer.schema_arrow.names
@@ -244,8 +257,15 @@ def run(
         "urls",
     ):
         fetch(recipe, part, src, out, extra, distributor=distributor)
+    if lists is not None and recipe.safety.hashlists.post_download:
+        gate.quarantine(layout, part, lists)  # before the summary: the part's done marker
     summary = publish_summary(
-        recipe, part, expected, time.time() - started, distributor=distributor
+        recipe,
+        part,
+        expected,
+        time.time() - started,
+        distributor=distributor,
+        blocked_hashlist=blocked,
     )
     log.info(
         "download %s: %d/%d ok, failed %s, %.1f img/s",
@@ -256,3 +276,18 @@ def run(
         summary["images_per_s"] or 0,
     )
     return summary
+
+
+def _hash_lists(recipe: Recipe):
+    """The recipe's known-bad lists, read before any work (None when none is configured).
+    The post-download quarantine rewrites tars: webdataset output only."""
+    cfg = recipe.safety.hashlists
+    if not (cfg.pre_download or cfg.post_download):
+        return None
+    if cfg.post_download and recipe.download.output_format != "webdataset":
+        raise ValueError("safety.hashlists md5/sha256/pdq need download.output_format webdataset")
+    from laionflow.safety.hashlists import load
+
+    lists = load(cfg)
+    log.info("hash gate: list sizes %s", lists.sizes())
+    return lists

@@ -1,6 +1,7 @@
 """The scores YAML, in the spirit of DataComp's dataset2metadata::
 
     models: [clip, aesthetic, phash, my-model]   # built-in names, heads, or custom_pypath's
+    # offline safety models: nsfw-image, faces, text-area, pdq (laionflow.safety.detectors)
     heads:                                       # CLIP-embedding heads (a Linear on an embedding)
       aesthetic: {weights: /models/aesthetic.pt, input: image, activation: none}
     postprocess_columns: [clip-score, aesthetic-score, phash, my-model-out]  # -> parquet
@@ -42,6 +43,11 @@ class ScoresConfig(BaseModel):
     custom_pypath: str | None = None
     #: checkpoint of the optional ``detoxify`` model (text toxicity; ``pip install detoxify``)
     detoxify_checkpoint: str | None = None
+    #: ``faces``: ``mtcnn`` (facenet-pytorch) or ``nudenet`` (its FACE_* classes)
+    faces_detector: Literal["mtcnn", "nudenet"] = "mtcnn"
+    face_min_score: float = Field(default=0.9, ge=0, le=1)
+    #: ``text-area``: OCR boxes whose recognised text scores below this do not count
+    text_score: float = Field(default=0.5, ge=0, le=1)
     batch_size: int = Field(default=256, ge=1)
     num_workers: int = Field(default=0, ge=0)
 
@@ -72,8 +78,20 @@ def load_config(path: str) -> ScoresConfig:
                 f"{cfg.detoxify_checkpoint!r} not found"
             )
         cfg.detoxify_checkpoint = here(cfg.detoxify_checkpoint)
+    _check_safety_models(cfg)
     if cfg.custom_pypath:
         cfg.custom_pypath = here(cfg.custom_pypath)
         if not os.path.exists(cfg.custom_pypath):
             raise FileNotFoundError(f"custom_pypath not found: {cfg.custom_pypath}")
     return cfg
+
+
+def _check_safety_models(cfg: ScoresConfig) -> None:
+    """The offline detectors' packages and in-wheel weights, before any work."""
+    from laionflow.safety.detectors import check_installed
+
+    for name in cfg.models:
+        if name == "faces":
+            check_installed(f"faces:{cfg.faces_detector}")
+        elif name in ("nsfw-image", "text-area", "pdq"):
+            check_installed(name)

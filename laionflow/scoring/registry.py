@@ -160,6 +160,12 @@ def build(cfg: ScoresConfig, clip_cfg: ClipConfig) -> Registry:
         },
         text={"clip-tokens", "raw-text"},
     )
+    from laionflow.safety.detectors import lookups
+
+    safety = lookups(cfg.faces_detector, cfg.face_min_score, cfg.text_score)
+    reg.models.update(safety["models"])
+    reg.preprocessors.update(safety["preprocessors"])
+    reg.columns.update(safety["columns"])
     for name, head in cfg.heads.items():
         reg.models[name] = head_class(name, head)
         reg.columns[f"{name}-score"] = lambda out, n=name: _rows(out[n])
