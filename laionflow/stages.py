@@ -24,6 +24,9 @@ class Engine(StrEnum):
     LOCAL = "local"
     #: one ``spark-submit`` of the stage's ``spark_jobs/`` entry point over every part
     SPARK = "spark"
+    #: the stage in one process on DuckDB (the filter's single-node engine: no JVM); its task
+    #: is a worker task like ``LOCAL``'s
+    DUCKDB = "duckdb"
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,14 @@ class Stage:
         """``f(recipe, [part], force) -> summary``."""
         return getattr(importlib.import_module(self.module), self.func)
 
-    def engine(self) -> Engine:
-        """The deployment's choice (``$LAIONFLOW_<STAGE>_ENGINE``) among the stage's engines;
-        a stage with one engine always runs there."""
+    def engine(self, recipe=None) -> Engine:
+        """The recipe's choice (``<stage>.engine``, e.g. ``filter.engine``), else the
+        deployment's (``$LAIONFLOW_<STAGE>_ENGINE``), else the stage's first engine; a stage
+        with one engine always runs there."""
         if len(self.engines) == 1:
             return self.engines[0]
-        chosen = Engine(os.environ.get(f"LAIONFLOW_{self.name.upper()}_ENGINE", "local"))
+        default = os.environ.get(f"LAIONFLOW_{self.name.upper()}_ENGINE", self.engines[0].value)
+        chosen = Engine(getattr(getattr(recipe, self.name, None), "engine", None) or default)
         if chosen not in self.engines:
             raise ValueError(f"stage {self.name} cannot run on {chosen.value}")
         return chosen
@@ -88,7 +93,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "filter",
             f"{_JOBS}.filter",
-            engines=(Engine.SPARK,),
+            engines=(Engine.SPARK, Engine.DUCKDB),
             spark_job="filter_dedup.py",
             asset="filtered_metadata",
         ),
@@ -111,6 +116,8 @@ STAGES: dict[str, Stage] = {
             asset="embeddings",
         ),
         Stage("scores", f"{_JOBS}.scores", per_part=True, resources=_GPU),
+        Stage("recaption", f"{_JOBS}.recaption", per_part=True, resources=_GPU),
+        Stage("openuni_export", "laionflow.export.openuni", asset="openuni_export"),
         Stage("score_filter", f"{_JOBS}.scorefilter"),
         Stage("index", f"{_JOBS}.index", asset="index"),
         Stage("semdedup", f"{_JOBS}.semdedup"),
@@ -134,6 +141,20 @@ PIPELINE = (
     "semdedup",
     "report",
 )
+#: re-captioning (recipes whose DAG asks for it: laion6m): captions before the embeddings
+#: (whose metadata carry them), the OpenUni export before the report (which counts it)
+RECAPTION = {"recaption": "annotate", "openuni_export": "semdedup"}
+
+
+def pipeline(recaption: bool = False) -> tuple[str, ...]:
+    """``PIPELINE``, with each ``RECAPTION`` stage right after the stage it follows."""
+    out: list[str] = []
+    for name in PIPELINE:
+        out.append(name)
+        out += [r for r, after in RECAPTION.items() if recaption and after == name]
+    return tuple(out)
+
+
 #: laion6m's prepackaged branch
 PREPACKAGED = ("pack_fetch", "pack_extract", "pack_index")
 #: after a repair: the new samples embedded, the index rebuilt, the report redone

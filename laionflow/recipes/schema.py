@@ -29,11 +29,14 @@ class MetadataSource(_Strict):
     retries: int = Field(default=5, ge=0)
     backoff_s: float = Field(default=1.0, ge=0)
     timeout_s: float = Field(default=60.0, gt=0)
+    #: already filtered: no rule, no dedup, ``prefiltered_urls`` fetched (recipes/prefilter.py)
+    prefiltered: bool = False
+    prefiltered_urls: list[str] | None = Field(default=None, min_length=1)
 
-    @field_validator("urls")
+    @field_validator("urls", "prefiltered_urls")
     @classmethod
-    def _http_or_local(cls, urls: list[str]) -> list[str]:
-        for url in urls:
+    def _http_or_local(cls, urls: list[str] | None) -> list[str] | None:
+        for url in urls or ():
             if not url.startswith(("http://", "https://", "file://", "hf://datasets/", "/")):
                 raise ValueError(
                     f"metadata url {url!r} must be http(s)://, hf://datasets/..., file:// or a path"
@@ -86,6 +89,9 @@ class FilterConfig(_Strict):
     num_parts: int = Field(default=32, ge=1, le=100_000)
     #: longer captions are filtered as ``caption_too_long`` (CLIP reads 77 tokens anyway)
     max_caption_chars: int = Field(default=4096, ge=1)
+    #: ``spark`` (the cluster path) or ``duckdb`` (one process, no JVM): byte-identical parts
+    #: and counts; unset: ``$LAIONFLOW_FILTER_ENGINE``, else spark (laionflow.stages)
+    engine: Literal["spark", "duckdb"] | None = None
 
     @field_validator("dedup_keys")
     @classmethod
