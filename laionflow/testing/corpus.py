@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from laionflow.testing import pictures
+
 FORMATS = ("jpeg", "png", "webp", "gray", "exif")  # gray = L-mode jpeg; exif = rotated jpeg
 FORMAT_WEIGHTS = (0.5, 0.2, 0.15, 0.1, 0.05)
 EXT = {"jpeg": "jpg", "png": "png", "webp": "webp", "gray": "jpg", "exif": "jpg"}
@@ -96,6 +98,8 @@ class CorpusSpec:
     #: groups of planted near-duplicates: an image, an exact copy and a resized copy, each at
     #: its own URL with its own caption (exact url+caption dedup keeps all three)
     near_duplicates: int = 0
+    #: pictures that show their caption ("red circle #12", see :mod:`pictures`), for the demo
+    semantic: bool = False
 
 
 @dataclass
@@ -114,23 +118,7 @@ class CorpusManifest:
 
 def _image_bytes(rng: np.random.Generator, w: int, h: int, fmt: str) -> bytes:
     """A smooth random picture (upsampled noise), distinct per seed, of exactly w×h pixels."""
-    small = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
-    img = Image.fromarray(small, "RGB").resize((w, h), Image.BICUBIC)
-    buf = io.BytesIO()
-    if fmt == "gray":
-        img.convert("L").save(buf, "JPEG", quality=90)
-    elif fmt == "exif":
-        # stored rotated: a viewer honouring EXIF orientation 6 shows it w×h
-        exif = Image.Exif()
-        exif[0x0112] = 6
-        img.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=90, exif=exif)
-    elif fmt == "png":
-        img.save(buf, "PNG")
-    elif fmt == "webp":
-        img.save(buf, "WEBP", quality=85)
-    else:
-        img.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return pictures.encode(pictures.smooth_noise(rng, w, h), fmt)
 
 
 def _plant_near_duplicates(df, out: Path, base_url: str, spec: CorpusSpec, rng) -> list:
@@ -184,10 +172,14 @@ def _live_rows(out: Path, base_url: str, spec: CorpusSpec, rng) -> tuple[list[di
         if rng.random() < spec.dead_fraction:
             dead += 1
             name = f"gone-{i:06d}.jpg"
-        else:
-            img_rng = np.random.default_rng([spec.seed, i])
-            (out / "images" / name).write_bytes(_image_bytes(img_rng, w, h, fmt))
         caption = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))) + f" #{i}"
+        img_rng = np.random.default_rng([spec.seed, i])  # pixels never draw from ``rng``
+        if spec.semantic:
+            img, colour, shape = pictures.scene(img_rng, w, h, gray=fmt == "gray")
+            caption = f"{colour} {shape} #{i}"
+        if not name.startswith("gone-"):
+            data = pictures.encode(img, fmt) if spec.semantic else _image_bytes(img_rng, w, h, fmt)
+            (out / "images" / name).write_bytes(data)
         rows.append(
             {
                 "SAMPLE_ID": str(1_000_000 + i),
