@@ -124,8 +124,20 @@ def _publish(out, part, keys, extra, columns, features, cfg, started, device) ->
     data = {"key": [keys[i] for i in idx]}
     for name, values in [*extra.items(), *columns.items()]:
         data[name] = [values[i] for i in idx]
+    # fixed types for the safety columns, so an all-empty batch still has the contract's type
+    types = {
+        "nsfw_classes": pa.list_(pa.string()),
+        "face_boxes": pa.list_(pa.list_(pa.float32())),
+        "faces": pa.int32(),
+        "pdq_quality": pa.int32(),
+        "nsfw_image": pa.float32(),
+        "text_area": pa.float32(),
+        "text": pa.string(),
+        "pdq": pa.string(),
+    }
+    cols = {k: pa.array(v, types.get(k)) for k, v in data.items()}
     with fs.atomic_write(f"{out}/scores.parquet") as fh:
-        pq.write_table(pa.table(data), fh)
+        pq.write_table(pa.table(cols), fh)
     arrays = {
         name: np.concatenate(chunks)[idx] if chunks else np.zeros((0,), np.float16)
         for name, chunks in features.items()
