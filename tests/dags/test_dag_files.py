@@ -28,6 +28,7 @@ def test_laion400m_shape():
         "annotate",
         "embed",
         "scores",
+        "blur",
         "score_filter",
         "index",
         "semdedup",
