@@ -93,6 +93,10 @@ class Layout:
     def part_files_csv(self, part: int) -> str:
         return self._join("images", f"{part_name(part)}.csv")
 
+    def part_buckets(self, part: int) -> str:
+        """Aspect-ratio bucket of each sample of a part (recipe ``buckets``)."""
+        return self._join("images", f"{part_name(part)}_buckets.parquet")
+
     def download_summary(self, part: int) -> str:
         return self._join("images", f"{part_name(part)}_summary.json")
 

@@ -33,9 +33,12 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     # always rewritten (cheap: shard parquet only), so it follows repairs of the part
     rows: list[list] = []
     total = 0
+    sized: list[dict] = []  # successes with their sizes, for the aspect-ratio buckets
     for sid in shard_ids(folder):
         with fs.open(shard_path(folder, sid, ".parquet")) as fh:
-            table = pq.read_table(fh, columns=["key", "caption", "status"])
+            table = pq.read_table(fh, columns=_columns(fh, recipe))
+        if recipe.buckets is not None:
+            sized += [r for r in table.to_pylist() if r["status"] == "success"]
         ok = [
             (k, c)
             for k, c, s in zip(
@@ -55,4 +58,48 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         writer.writerow(header)
         writer.writerows(rows)
     log.info("annotate %s: %d samples -> %s", part_name(part), total, target)
-    return {"stage": "annotate", "part": part, "samples": total, "path": target, "rows": len(rows)}
+    out = {"stage": "annotate", "part": part, "samples": total, "path": target, "rows": len(rows)}
+    if recipe.buckets is not None:
+        out["buckets"] = _write_buckets(layout, part, sized, recipe)
+    return out
+
+
+def _columns(fh, recipe: Recipe) -> list[str]:
+    """The shard-parquet columns annotate reads (sizes only when buckets are on)."""
+    import pyarrow.parquet as pq
+
+    wanted = ["key", "caption", "status"]
+    if recipe.buckets is not None:
+        names = pq.ParquetFile(fh).schema_arrow.names
+        fh.seek(0)
+        sizes = ("url", "width", "height", "original_width", "original_height")
+        wanted += [c for c in sizes if c in names]
+    return wanted
+
+
+def _write_buckets(layout: Layout, part: int, sized: list[dict], recipe: Recipe) -> dict:
+    """``images/part_NNNNN_buckets.parquet`` (key, sizes, bucket, stored_bucket); the count
+    per bucket, which the report sums."""
+    from collections import Counter
+
+    import pandas as pd
+
+    from laionflow.safety.buckets import assign
+
+    assert recipe.buckets is not None
+    table = pd.DataFrame(
+        assign(sized, recipe.buckets),
+        columns=[
+            "key",
+            "url",
+            "width",
+            "height",
+            "original_width",
+            "original_height",
+            "bucket",
+            "stored_bucket",
+        ],
+    )
+    with fs.atomic_write(layout.part_buckets(part)) as fh:
+        table.sort_values("key").to_parquet(fh, index=False)
+    return dict(sorted(Counter(b for b in table["bucket"] if b).items()))
