@@ -2,7 +2,9 @@
 
 Reads every part's ``scores/part_NNNNN/scores.parquet`` and keeps the samples whose
 ``column`` (default ``clip-score``) is at or above ``threshold``, or the ``top_fraction`` with
-the highest scores (ties broken by key, so the choice is deterministic). Writes
+the highest scores (ties broken by key, so the choice is deterministic), after the
+``rules`` (``nsfw_image <= 0.5``, ``faces == 0``, ``text_area <= 0.2``: any column, all must
+hold; a dropped sample is counted under the first rule it fails, in ``filtered``). Writes
 ``scores/kept.parquet`` (``key, part, score``) and, with ``reshard``, the kept samples copied
 into new webdataset shards ``scores/shards/NNNNN.tar`` under the key ``PPPPP_KEY`` (sample keys
 repeat across parts), written by :class:`laionflow.shardwriter.Resharder` (temporary names,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 
 from laionflow import fs
 from laionflow.layout import Layout, shard_path
@@ -23,7 +26,17 @@ from laionflow.shardwriter import Resharder
 log = logging.getLogger(__name__)
 
 
-def _scores(layout: Layout, column: str):
+_OPS = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _scores(layout: Layout, columns: list[str]):
     import pandas as pd
 
     frames = []
@@ -31,12 +44,25 @@ def _scores(layout: Layout, column: str):
         path = layout.scores_part(part)
         with fs.open(f"{path}/scores.parquet") as fh:
             df = pd.read_parquet(fh)
-        if column not in df.columns:
-            raise KeyError(f"{path}: no score column {column!r}; columns: {list(df.columns)}")
-        frames.append(df.assign(part=part)[["key", "part", column]])
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise KeyError(f"{path}: no score column {missing}; columns: {list(df.columns)}")
+        frames.append(df.assign(part=part)[["key", "part", *columns]])
     if not frames:
         raise FileNotFoundError(f"no finished scores under {layout.scores}")
-    return pd.concat(frames, ignore_index=True).rename(columns={column: "score"})
+    return pd.concat(frames, ignore_index=True)
+
+
+def apply_rules(df, rules) -> tuple:
+    """``(kept rows, {rule: rows it dropped})``: each dropped row counted under the first
+    rule it fails, in order (a missing value fails every rule but ``!=``)."""
+    counts = {}
+    for rule in rules:
+        col = df[rule.column]
+        ok = _OPS[rule.op](col, rule.value) & (col.notna() | (rule.op == "!="))
+        counts[rule.name] = int((~ok).sum())
+        df = df[ok]
+    return df, counts
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
@@ -44,12 +70,20 @@ def run(recipe: Recipe, force: bool = False) -> dict:
         return {"stage": "score_filter", "skipped": "no scores config in the recipe"}
     cfg = recipe.score_filter
     layout = Layout(recipe.dataset_root)
-    df = _scores(layout, cfg.column)
+    ranked = cfg.threshold is not None or cfg.top_fraction is not None
+    columns = list(dict.fromkeys([r.column for r in cfg.rules] + ([cfg.column] if ranked else [])))
+    df = _scores(layout, columns)
+    kept, by_rule = apply_rules(df, cfg.rules)
+    if ranked:
+        kept = kept.rename(columns={cfg.column: "score"})
     if cfg.threshold is not None:
-        kept = df[df["score"] >= cfg.threshold]
-    else:
+        kept = kept[kept["score"] >= cfg.threshold]
+    elif cfg.top_fraction is not None:
         n = math.ceil(cfg.top_fraction * len(df))
-        kept = df.sort_values(["score", "key"], ascending=[False, True]).head(n)
+        kept = kept.sort_values(["score", "key"], ascending=[False, True]).head(n)
+    if ranked:
+        by_rule[f"{cfg.column}_rank"] = len(df) - sum(by_rule.values()) - len(kept)
+    kept = kept[["key", "part", "score"] if ranked else ["key", "part"]]
     kept = kept.sort_values(["part", "key"]).reset_index(drop=True)
     with fs.atomic_write(layout.kept_scores) as fh:
         kept.to_parquet(fh, index=False)
@@ -57,14 +91,25 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     summary = {
         "stage": "score_filter",
         "column": cfg.column,
-        "rule": f">= {cfg.threshold}" if cfg.threshold is not None else f"top {cfg.top_fraction}",
+        "rule": _describe(cfg),
+        "rules": [r.model_dump() for r in cfg.rules],
         "scored": len(df),
         "kept": len(kept),
+        "filtered": by_rule,
         "shards": shards,
     }
     fs.write_json(layout.kept_summary, summary)
     log.info("score_filter: kept %d of %d (%s)", len(kept), len(df), summary["rule"])
     return summary
+
+
+def _describe(cfg) -> str:
+    parts = [f"{r.column} {r.op} {r.value}" for r in cfg.rules]
+    if cfg.threshold is not None:
+        parts.append(f"{cfg.column} >= {cfg.threshold}")
+    elif cfg.top_fraction is not None:
+        parts.append(f"{cfg.column} top {cfg.top_fraction}")
+    return " and ".join(parts)
 
 
 def _reshard(layout: Layout, kept, per_shard: int) -> int:
