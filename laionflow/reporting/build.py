@@ -55,6 +55,7 @@ def numbers(summary: dict, data: dict) -> dict:
         "samples": int(len(data["samples"]["caption_chars"])),
         "clip_score_median": float(np.median(scores)) if len(scores) else None,
         "bytes": data["bytes"],
+        "safety": summary["ledger"].get("safety"),
     }
 
 

@@ -15,10 +15,13 @@ import logging
 from collections import Counter
 
 from laionflow import fs
+from laionflow.captioning.report import format_recaption, recaption_ledger
 from laionflow.credentials import redact
 from laionflow.embeddings import embedded_parts
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
+from laionflow.safety.report import format_lines as format_safety
+from laionflow.safety.report import safety_ledger
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ def build_summary(recipe: Recipe) -> dict:
     layout = Layout(recipe.dataset_root)
     filt = fs.read_json(layout.filter_stats)
     downloaded, failed, not_selected = 0, Counter(), 0
+    blocked, quarantined = 0, 0  # known-bad hash lists: before / after the download
     parts = {}
     for part_s, rows in filt["parts"].items():
         part = int(part_s)
@@ -37,6 +41,8 @@ def build_summary(recipe: Recipe) -> dict:
             continue
         d = fs.read_json(marker)
         downloaded += d["successes"]
+        blocked += d.get("blocked_hashlist", 0)
+        quarantined += d.get("quarantined", 0)
         failed.update(d["failed"])
         parts[part_name(part)] = {
             "kept": rows,
@@ -56,6 +62,7 @@ def build_summary(recipe: Recipe) -> dict:
     filtered_total = sum(filt["filtered"].values())
     failed_total = sum(failed.values())
     accounted = filtered_total + filt["duplicates"] + downloaded + failed_total + not_selected
+    accounted += blocked + quarantined
     ledger = {
         "raw_rows": filt["raw_rows"],
         "filtered": filt["filtered"],
@@ -65,12 +72,16 @@ def build_summary(recipe: Recipe) -> dict:
         "failed": dict(sorted(failed.items())),
         "failed_total": failed_total,
         "not_selected": not_selected,
+        "blocked_hashlist": blocked,
+        "quarantined": quarantined,
         "accounted": accounted,
         "balanced": accounted == filt["raw_rows"],
         "embedding_rows": emb_rows,
         "embeddings_match": emb_rows == downloaded if embedded else None,
         "index_size": index_size,
         "index_matches": index_size == emb_rows if embedded else None,
+        "safety": safety_ledger(layout, redact(recipe.model_dump(mode="json"))),
+        "recaption": recaption_ledger(layout, downloaded),
     }
     return {
         "recipe": recipe.name,
@@ -102,6 +113,9 @@ def format_ledger(summary: dict) -> str:
         lines.append(f"  - failed {reason:<24}{n:>10}")
     if led["not_selected"]:
         lines.append(f"  - not selected                   {led['not_selected']:>10}")
+    if led.get("blocked_hashlist") or led.get("quarantined"):
+        lines.append(f"  - blocked (hash list)            {led['blocked_hashlist']:>10}")
+        lines.append(f"  - quarantined (hash list)        {led['quarantined']:>10}")
     lines.append(
         f"  = accounted                      {led['accounted']:>10}   "
         f"{'BALANCED' if led['balanced'] else 'UNBALANCED'}"
@@ -117,6 +131,9 @@ def format_ledger(summary: dict) -> str:
             f"  index size                       {led['index_size']!s:>10}   "
             f"{'= embeddings' if led['index_matches'] else '!= embeddings'}"
         )
+    if led.get("recaption"):
+        lines += format_recaption(led["recaption"])
+    lines += format_safety(led.get("safety") or {})
     est = summary.get("estimate")
     if est:
         lines.append(

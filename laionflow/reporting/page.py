@@ -8,6 +8,7 @@ import html
 from typing import Any
 
 from laionflow.reporting.collect import redacted_pretrained
+from laionflow.safety.report import card_lines, page_section
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#1a1a1a}
@@ -33,6 +34,9 @@ def ledger_rows(summary: dict) -> list[tuple[str, int | None]]:
     rows.append(("downloaded", led["downloaded"]))
     rows += [(f"failed: {reason}", n) for reason, n in led["failed"].items()]
     rows.append(("not selected", led["not_selected"]))
+    if led.get("blocked_hashlist") or led.get("quarantined"):
+        rows.append(("blocked: hash list", led["blocked_hashlist"]))
+        rows.append(("quarantined: hash list", led["quarantined"]))
     rows.append(("accounted", led["accounted"]))
     rows.append(("embedding rows", led["embedding_rows"]))
     rows.append(("index size", led["index_size"]))
@@ -83,6 +87,7 @@ def render(summary: dict, data: dict, svgs: dict[str, str], title: str) -> str:
         f"<h2>Ledger</h2>{_ledger_table(summary)}"
         f"<h2>Parts</h2>{_parts_table(data['parts'])}"
         f'<h2>Plots</h2><div class="grid">{plots}</div>'
+        f"{page_section(summary)}"
         "</body></html>"
     )
 
@@ -131,6 +136,7 @@ def card(summary: dict, data: dict) -> str:
         f"- CLIP: `{model.get('model')}` weights `{redacted_pretrained(model.get('pretrained'))}`"
         f" (dim {model.get('dim')}), open_clip",
         "",
+        *card_lines(summary),
         "## Format and layout",
         f"- images: img2dataset {dl.get('output_format')}, {dl.get('image_size')} px "
         f"({dl.get('resize_mode')}), {dl.get('number_sample_per_shard')} samples per shard: "
