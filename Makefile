@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laionflow-installed
 DEMO_ROOT ?= ./demo-output
+UP_ROOT ?= ./up-output
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup lint clean check-java
+.PHONY: demo up test setup lint clean check-java
 
 setup: $(STAMP)
 
@@ -28,6 +29,10 @@ $(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_ch
 demo: $(STAMP)
 	$(VENV)/bin/laionflow demo --root $(DEMO_ROOT)
 
+# the Airflow UI with every recipe, offline, on 127.0.0.1 until Ctrl-C (laionflow/up.py)
+up: $(STAMP)
+	$(VENV)/bin/laionflow up --root $(UP_ROOT)
+
 test: $(STAMP)
 	@scripts/ensure_chromium.sh
 	$(VENV)/bin/ruff check .
@@ -37,4 +42,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_ROOT) $(UP_ROOT) .pytest_cache

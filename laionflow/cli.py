@@ -65,6 +65,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.root, rows=args.rows, parts=args.parts)
 
 
+def _up(args: argparse.Namespace) -> int:
+    from laionflow.up import up
+
+    return up(args.root, rows=args.rows, parts=args.parts, port=args.port)
+
+
 def _backfill(args: argparse.Namespace) -> int:
     from laionflow.backfill import api_from_env, backfill, parse_parts
     from laionflow.plan import resolve
@@ -115,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--rows", type=int, default=2000)
     demo.add_argument("--parts", type=int, default=4)
     demo.set_defaults(func=_demo)
+
+    upp = sub.add_parser("up", help="the Airflow UI with the recipes, offline, until Ctrl-C")
+    upp.add_argument("--root", default="./up-output")
+    upp.add_argument("--rows", type=int, default=600, help="rows of laion400m's fixture")
+    upp.add_argument("--parts", type=int, default=3, help="site default of filter.num_parts")
+    upp.add_argument("--port", type=int, default=8080, help="api-server port (0: a free one)")
+    upp.set_defaults(func=_up)
 
     q = sub.add_parser("query", help="text->image or image->image search in a built index")
     q.add_argument("index_dir")

@@ -27,9 +27,9 @@ def free_port() -> int:
 
 
 class AirflowServices:
-    def __init__(self, home: Path, user: str = "admin") -> None:
+    def __init__(self, home: Path, user: str = "admin", port: int | None = None) -> None:
         self.home = Path(home)
-        self.port = free_port()
+        self.port = port or free_port()
         self.user = user
         self.password = secrets.token_urlsafe(12)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -92,7 +92,27 @@ class AirflowServices:
         self.stop()
         raise TimeoutError(f"api-server not healthy after {timeout}s; see {self.home}/*.log")
 
+    def descendants(self) -> list:
+        """Every live process the services started (task runners, Spark JVMs...), as
+        ``psutil.Process``: some leave their parent's process group, so the groups alone
+        do not find them."""
+        import psutil
+
+        found = []
+        for proc in self.procs.values():
+            try:
+                parent = psutil.Process(proc.pid)
+                found += [parent, *parent.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
     def stop(self) -> None:
+        """SIGTERM to each service's process group, SIGKILL after 30 s; then any process
+        they started that outlived its group (found before the signals) is killed too."""
+        import psutil
+
+        started = self.descendants()
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -102,6 +122,10 @@ class AirflowServices:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        _, alive = psutil.wait_procs(started, timeout=10)
+        for leftover in alive:
+            leftover.kill()
+        psutil.wait_procs(alive, timeout=10)
 
     def __enter__(self) -> AirflowServices:
         return self.start()
