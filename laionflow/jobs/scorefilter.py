@@ -66,8 +66,8 @@ def apply_rules(df, rules) -> tuple:
 
 
 def run(recipe: Recipe, force: bool = False) -> dict:
-    if not recipe.scores:
-        return {"stage": "score_filter", "skipped": "no scores config in the recipe"}
+    if not recipe.scores or recipe.download.output_format != "webdataset":
+        return {"stage": "score_filter", "skipped": "no scores (config, or webdataset shards)"}
     cfg = recipe.score_filter
     layout = Layout(recipe.dataset_root)
     ranked = cfg.threshold is not None or cfg.top_fraction is not None

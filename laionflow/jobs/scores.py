@@ -46,6 +46,8 @@ def _draft_size(models: dict, image_preps: dict) -> int | None:
 def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if not recipe.scores:
         return {"stage": "scores", "part": part, "skipped": "no scores config in the recipe"}
+    if recipe.download.output_format != "webdataset":
+        return {"stage": "scores", "part": part, "skipped": "scores read webdataset shards"}
     import torch
 
     from laionflow.scoring.config import load_config

@@ -77,6 +77,9 @@ def _columns(layout: Layout) -> dict[str, list[float]]:
 
 
 def _models(scores_yaml: str | None) -> dict | None:
+    from laionflow.scoring.config import resolve
+
+    scores_yaml = resolve(scores_yaml) if scores_yaml else None
     if not scores_yaml or not fs.exists(scores_yaml):
         return None
     import yaml

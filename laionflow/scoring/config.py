@@ -52,8 +52,19 @@ class ScoresConfig(BaseModel):
     num_workers: int = Field(default=0, ge=0)
 
 
+#: scores YAMLs that ship with laionflow (``scores: sd21_safety.yaml`` in a recipe)
+BUNDLED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "scores")
+
+
+def resolve(path: str) -> str:
+    """A recipe's ``scores`` entry: a file path, or the name of a bundled scores YAML."""
+    bundled = os.path.join(BUNDLED, path)
+    return bundled if not os.path.exists(path) and os.path.exists(bundled) else path
+
+
 def load_config(path: str) -> ScoresConfig:
     """Read and validate a scores YAML; relative paths are relative to the file."""
+    path = resolve(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"scores config not found: {path}")
     with open(path) as fh:
