@@ -2,23 +2,61 @@
 what it accepts. The recipe DAGs' Params (``operators/params.py``), the repair DAG's, and
 :mod:`laionflow.plan` (Param → recipe field) all read this table, so adding a Param is one row.
 
-Limits and enums are those of the recipe schema (``laionflow/recipes/schema.py``);
-``tests/laionflow/test_form.py`` checks every row against it. They are written here rather
-than read from the schema because DAG files must not import the recipe package at parse time
-(``tests/dags/test_dag_files.py``). No Airflow import: ``operators/params.py`` makes the Params.
+Limits, enums and the schema's own defaults are those of the recipe schema
+(``laionflow/recipes/schema.py``); ``tests/laionflow/test_form.py`` checks every row against
+it. They are written here rather than read from the schema because DAG files must not import
+the recipe package at parse time (``tests/dags/test_dag_files.py``): each recipe DAG's form
+shows the values a run will use (:func:`recipe_form`, in :mod:`laionflow.form_values`) from
+the recipe's YAML and the site defaults read as plain data. No Airflow import:
+``operators/params.py`` makes the Params.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+#: sizes: a number and an optional unit; k/M/G/T/P (with or without B) are powers of 1000,
+#: KiB/MiB/GiB/TiB/PiB powers of 1024 — the same text the form's pattern accepts
+SIZE_UNITS: dict[str, int] = {
+    "": 1, "b": 1,
+    **{p: 1000**i for i, p in enumerate("kmgtp", 1)},
+    **{f"{p}b": 1000**i for i, p in enumerate("kmgtp", 1)},
+    **{f"{p}ib": 1024**i for i, p in enumerate("kmgtp", 1)},
+}  # fmt: skip
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([bB]|[kKmMgGtTpP]([iI]?[bB])?)?\s*$"
+
+
+def parse_size(value: Any) -> int | None:
+    """``"2TB"`` → ``2_000_000_000_000``; ``"1.5 GiB"``, ``"500M"``, ``"1000"`` and plain
+    non-negative integers too; ``None``/``""`` → ``None`` (no limit). Raises ``ValueError``
+    naming the text otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"size {value!r}: expected bytes or text like '2TB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size {value}: must not be negative")
+        return value
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else None
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"size {value!r}: expected bytes or text like '2TB', '500GB', '1.5TiB'")
+    try:
+        return int(Decimal(match.group(1)) * SIZE_UNITS[unit])
+    except InvalidOperation:  # pragma: no cover - the regex admits only decimal numbers
+        raise ValueError(f"size {value!r}: not a number") from None
 
 
 @dataclass(frozen=True)
 class Row:
     """One Param. ``field``: the dotted recipe field it sets (None for run controls and
     thresholds); ``rules``: the filter rules whose value a threshold Param sets; ``schema``:
-    JSON-schema limits (``minimum``, ``maximum``, ``enum``, ``items``)."""
+    JSON-schema limits (``minimum``, ``maximum``, ``enum``, ``items``, ``pattern``); ``kind``
+    ``size``: bytes as an integer or text like ``2TB`` (:func:`parse_size`)."""
 
     param: str
     field: str | None
@@ -31,14 +69,20 @@ class Row:
     rules: tuple[str, ...] = ()
 
     def json_schema(self) -> dict[str, Any]:
-        """Keyword arguments of the Airflow Param (without the default): a null value is
-        allowed — it means "use the recipe's value" — unless the Param has a default."""
-        nullable = self.default is None
+        """Keyword arguments of the Airflow Param (without the default). An enum, a switch or
+        a run control with a default accepts only its kind, so it shows the value a run gets
+        (never ``null`` or an *off* switch standing for "the recipe's"); any other Param also
+        accepts null — emptied, it means "the recipe's value"."""
+        strict = self.default is not None and (
+            self.kind == "boolean" or "enum" in self.schema or not (self.field or self.rules)
+        )
+        kinds = ["string", "integer"] if self.kind == "size" else [self.kind]
         extra = dict(self.schema)
-        if "enum" in extra and nullable:
+        if "enum" in extra and not strict:
             extra["enum"] = [None, *extra["enum"]]
+        types = kinds if strict else ["null", *kinds]
         return {
-            "type": ["null", self.kind] if nullable else self.kind,
+            "type": types[0] if len(types) == 1 else types,
             "title": self.title,
             "description_md": self.description,
             "section": self.section,
@@ -98,9 +142,10 @@ RECIPE_FORM: tuple[Row, ...] = (
     Row("max_aspect_ratio", None, "number", "Maximum aspect ratio",
         "Threshold of the `max_aspect_ratio` rule (long side / short side).", "Filter",
         {"minimum": 1}, rules=("max_aspect_ratio",)),
-    Row("max_output_bytes", None, "integer", "Maximum output bytes",
-        "Stop before downloading when the estimated output is larger "
-        "(e.g. `2000000000000` for 2 TB).", "Run", {"minimum": 0}),
+    Row("max_output_bytes", None, "size", "Maximum output size",
+        "Stop before downloading when the estimated output is larger: bytes or text such as "
+        "`2TB`, `500GB`, `1.5TiB` (k/M/G/T: powers of 1000; KiB/GiB/TiB: of 1024). "
+        "Empty: no limit.", "Run", {"pattern": SIZE_PATTERN, "minimum": 0}),
     Row("dry_run", None, "boolean", "Dry run",
         "Fetch and filter the metadata, print the storage/time estimate, and stop "
         "before downloading images.", "Run", default=False),
@@ -116,7 +161,7 @@ PREPACKAGED_FORM: tuple[Row, ...] = (
     Row("source", "source", "string", "Source",
         "`prepackaged`: fetch and extract the published tar packs; "
         "`rederive`: filter the metadata and download the images.", "Where",
-        _enum("rederive", "prepackaged"), default="rederive"),
+        _enum("rederive", "prepackaged")),
     Row("pack_start", "prepackaged.start", "integer", "First pack",
         "Extract packs from this index (sorted), inclusive.", "Where", {"minimum": 0}),
     Row("pack_end", "prepackaged.end", "integer", "End pack", "...up to this index, exclusive.",

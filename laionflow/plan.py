@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from laionflow import fs
-from laionflow.form import CONTROL_PARAMS, PARAM_FIELDS, THRESHOLD_RULES
+from laionflow.form import CONTROL_PARAMS, PARAM_FIELDS, THRESHOLD_RULES, parse_size
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe, RecipeError, load_recipe
 
@@ -78,8 +78,17 @@ def plan(recipe_name: str, params: dict[str, Any], run_id: str) -> dict[str, Any
         "source": recipe.source,
         "force": bool(params.get("force")),
         "dry_run": bool(params.get("dry_run")),
-        "max_output_bytes": params.get("max_output_bytes"),
+        "max_output_bytes": _size(params.get("max_output_bytes")),
     }
+
+
+def _size(value: Any) -> int | None:
+    """The ``max_output_bytes`` Param (bytes or text like ``2TB``), failing the plan task
+    with the reason rather than the estimate."""
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise RecipeError(f"parameter 'max_output_bytes': {err}") from None
 
 
 def selected_parts(config_path: str) -> list[int]:

@@ -19,7 +19,7 @@ from typing import Any
 from airflow.sdk import DAG, PartitionedAtRuntime, task
 
 from laionflow.stages import PIPELINE, PREPACKAGED
-from operators.params import prepackaged_params, recipe_params
+from operators.params import recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.tasks import stage_task
 
@@ -29,7 +29,7 @@ def recipe_dag(
 ) -> DAG:
     """``prepackaged=True`` adds the tar-pack path (fetch → extract → index), chosen at
     trigger time by the ``source`` Param."""
-    params = {**recipe_params(), **(prepackaged_params() if prepackaged else {})}
+    params = recipe_params(recipe, prepackaged)
     dag_kwargs.setdefault("tags", ["laionflow", recipe])
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(

@@ -44,7 +44,7 @@ def test_row_limits_are_the_schemas(param):
 def test_every_param_is_a_field_a_threshold_or_a_control():
     assert set(ROWS) == set(PARAM_FIELDS) | set(THRESHOLD_RULES) | CONTROL_PARAMS
     assert CONTROL_PARAMS == {"force", "overrides", "dry_run", "max_output_bytes"}
-    assert all(r.kind in JSON_TYPES for r in ROWS.values())
+    assert all(r.kind in JSON_TYPES | {"size"} for r in ROWS.values())
 
 
 def test_plan_maps_params_through_the_table():
@@ -55,3 +55,69 @@ def test_plan_maps_params_through_the_table():
         "prepackaged.end": 3,
     }
     assert thresholds_from_params({"min_image_size": 32}) == {"min_width": 32, "min_height": 32}
+
+
+def _schema_default(dotted: str):
+    model: type[BaseModel] = Recipe
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        annotation = model.model_fields[key].annotation
+        model = next(
+            a
+            for a in (annotation, *typing.get_args(annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        )
+    return model.model_fields[leaf].get_default(call_default_factory=True)
+
+
+def test_schema_defaults_of_the_form_are_the_schemas():
+    from laionflow.form_values import SCHEMA_DEFAULTS
+
+    assert set(SCHEMA_DEFAULTS) == set(PARAM_FIELDS.values()) - {"metadata.urls"}
+    assert {k: _schema_default(k) for k in SCHEMA_DEFAULTS} == SCHEMA_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("2TB", 2 * 10**12),
+        ("2tb", 2 * 10**12),
+        (" 500 GB ", 500 * 10**9),
+        ("1.5TiB", 3 * 2**39),
+        ("1.1T", 1_100_000_000_000),
+        ("750k", 750_000),
+        ("64MiB", 64 * 2**20),
+        ("1000", 1000),
+        ("12B", 12),
+        (1000, 1000),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_sizes_accept_text(text, want):
+    from laionflow.form import parse_size
+
+    assert parse_size(text) == want
+
+
+@pytest.mark.parametrize("text", ["2 TBs", "TB", "-5", "2XB", "1e3", "2,5GB", "1.5Ti", True, -1])
+def test_bad_sizes_fail_with_the_text(text):
+    from laionflow.form import parse_size
+
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+def test_the_form_pattern_accepts_exactly_what_the_parser_does():
+    import re
+
+    from laionflow.form import ROWS, parse_size
+
+    pattern = ROWS["max_output_bytes"].json_schema()["pattern"]
+    for text in ["2TB", "2 tb", "1.5TiB", "10", "3k", "4Kb", "2 TBs", "TB", "-5", "1e3", "1.5Ti"]:
+        try:
+            parse_size(text)
+            parsed = True
+        except ValueError:
+            parsed = False
+        assert bool(re.match(pattern, text)) == parsed, text
