@@ -4,5 +4,5 @@ prepackaged tar packs from a Hugging Face repo, or re-derived from 12m-umap meta
 from operators.recipe_dag import recipe_dag
 from operators.repair_dag import refresh_dag
 
-dag = recipe_dag("laion6m", prepackaged=True)
+dag = recipe_dag("laion6m", prepackaged=True, recaption=True)
 refresh = refresh_dag("laion6m")

@@ -18,18 +18,26 @@ from typing import Any
 
 from airflow.sdk import DAG, PartitionedAtRuntime, task
 
-from laionflow.stages import PIPELINE, PREPACKAGED
-from operators.params import recipe_params
+from laionflow.stages import PREPACKAGED, pipeline
+from operators.params import prepackaged_params, recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.tasks import stage_task
 
 
 def recipe_dag(
-    recipe: str, *, schedule: Any = None, prepackaged: bool = False, **dag_kwargs: Any
+    recipe: str,
+    *,
+    schedule: Any = None,
+    prepackaged: bool = False,
+    recaption: bool = False,
+    **dag_kwargs: Any,
 ) -> DAG:
     """``prepackaged=True`` adds the tar-pack path (fetch → extract → index), chosen at
-    trigger time by the ``source`` Param."""
-    params = recipe_params(recipe, prepackaged)
+    trigger time by the ``source`` Param; ``recaption=True`` the recaption stage (after
+    annotate) and the OpenUni export (before the report), both no-ops unless the recipe
+    turns ``recaption.enabled`` on."""
+    stages = pipeline(recaption)
+    params = {**recipe_params(), **(prepackaged_params() if prepackaged else {})}
     dag_kwargs.setdefault("tags", ["laionflow", recipe])
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(
@@ -96,15 +104,17 @@ def recipe_dag(
                 force=force,
                 parts=part_list,
                 # a GPU worker may be busy or short of memory: back off between tries
-                local_kwargs={"retry_exponential_backoff": True} if name == "embed" else None,
+                local_kwargs={"retry_exponential_backoff": True}
+                if name in ("embed", "recaption")
+                else None,
             )
-            for name in PIPELINE
+            for name in stages
         }
         available >> tasks["metadata"] >> tasks["filter"] >> part_list
         if prepackaged:
             _prepackaged_branch(recipe, planned, available)
         gate >> tasks["download"]
-        chain = [tasks[name] for name in PIPELINE[PIPELINE.index("download") :]]
+        chain = [tasks[name] for name in stages[stages.index("download") :]]
         for upstream, downstream in zip(chain, chain[1:], strict=False):
             upstream >> downstream
     return dag
