@@ -4,7 +4,9 @@
 chosen recipes and parts): for each recipe's dataset, finds parts with missing shards or with
 retryable failed URLs whose backoff has elapsed, runs the ``repair`` stage on each (missing
 shards, then patch shards for those URLs — never rewriting a complete shard), rewrites their
-annotations, and attaches a ``<recipe>.repairs`` Asset event per repaired recipe.
+annotations, and attaches a ``<recipe>.repairs`` Asset event per repaired recipe (its
+``extra`` names the parts and their partition keys) and, per repaired part, a
+``<recipe>.repaired_parts`` event with the part's native ``partition_key`` (``part_00003``).
 ``<recipe>_refresh`` is scheduled on that Asset: it embeds the new samples only (the patch
 shards), then rebuilds the index from the stored embeddings and the report. With nothing to
 repair, the mapped tasks are skipped and the run succeeds.
@@ -18,7 +20,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from laionflow.stages import REFRESH, STAGES, Engine
-from operators.assets import RECIPES, REPAIRS_ALIAS, asset
+from operators.assets import RECIPES, REPAIRS_ALIAS, asset, part_events
 from operators.params import form_param
 from operators.stage import MAP_INDEX, LaionflowStageOperator
 from operators.tasks import task_kwargs
@@ -89,14 +91,44 @@ def repair_dag() -> DAG:
             for config_path, parts in by_config.items():
                 with aws_environment():
                     name = resolve(config_path).name
+                keys = [partition_key(p) for p in parts]
                 outlet_events[REPAIRS_ALIAS].add(
-                    asset(name, "repairs"), extra={"config_path": config_path, "parts": parts}
+                    asset(name, "repairs"),
+                    extra={"config_path": config_path, "parts": parts, "partition_keys": keys},
                 )
-                out[name] = parts
+                out[name] = {"config_path": config_path, "parts": parts}
             return out
 
-        repair >> annotate >> publish(targets)
+        published = publish(targets)
+        repair >> annotate >> published
+        for recipe in RECIPES:
+            publish_parts(recipe)(published)
     return dag
+
+
+def partition_key(part: int) -> str:
+    from laionflow.backfill import partition_key as key
+
+    return key(part)
+
+
+def publish_parts(recipe: str) -> Any:
+    """The task that gives each of ``recipe``'s repaired parts its keyed Asset event;
+    skipped (no event) when the recipe had nothing repaired."""
+
+    @task(task_id=f"parts_{recipe}", outlets=[part_events(recipe)])
+    def parts(published: dict, *, outlet_events: Any = None) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if recipe not in published:
+            raise AirflowSkipException(f"nothing of {recipe} was repaired")
+        keys = [partition_key(p) for p in published[recipe]["parts"]]
+        events = outlet_events[part_events(recipe)]
+        events.extra = {"config_path": published[recipe]["config_path"]}
+        events.add_partitions(keys)
+        return keys
+
+    return parts
 
 
 def refresh_dag(recipe: str) -> DAG:
