@@ -90,9 +90,10 @@ def rewrite(value: str, hosts: dict[str, int], paths: dict[str, str]) -> str:
         host = str(conn.get("host", ""))
         scheme, _, name = host.rpartition("//")
         if name in hosts:
-            conn["host"], conn["port"] = f"{scheme}//127.0.0.1" if scheme else "127.0.0.1", hosts[
-                name
-            ]
+            conn["host"], conn["port"] = (
+                f"{scheme}//127.0.0.1" if scheme else "127.0.0.1",
+                hosts[name],
+            )
         extra = conn.get("extra")
         if isinstance(extra, dict):
             conn["extra"] = {
