@@ -99,8 +99,9 @@ RECIPE_FORM: tuple[Row, ...] = (
         "Parent folder or `s3://bucket/prefix`; the dataset is written to `ROOT/<recipe>`. "
         "Empty: the recipe's `root`.", "Where"),
     Row("metadata_urls", "metadata.urls", "array", "Metadata URLs",
-        "Metadata parts to fetch (`https://...`, `hf://datasets/OWNER/NAME/GLOB`). "
-        "Empty: the recipe's.", "Where", {"items": {"type": "string"}}),
+        "Metadata parts to fetch (`https://...`, `hf://datasets/OWNER/NAME/GLOB`; braces "
+        "expand, e.g. `part_{1..64}.parquet`). Empty: the recipe's.", "Where",
+        {"items": {"type": "string"}}),
     Row("part_ids", "part_ids", "array", "Part ids",
         "Only download/embed these parts (backfill by part id), e.g. `[3, 4, 7]`. "
         "Empty: every part.", "Where", {"items": {"type": "integer", "minimum": 0}}),

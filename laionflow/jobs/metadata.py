@@ -31,13 +31,18 @@ class MetadataDownloadError(RuntimeError):
 
 
 def resolve_urls(urls: list[str]) -> list[str]:
-    """Expand ``hf://datasets/OWNER/NAME/GLOB`` into Hugging Face ``resolve`` URLs.
+    """Expand braces (``2B-en-4.5_{1..64}.parquet``, as the SD 2.1 guide spells its parts)
+    and ``hf://datasets/OWNER/NAME/GLOB`` into Hugging Face ``resolve`` URLs, in order.
 
-    The endpoint follows ``HF_ENDPOINT`` (huggingface_hub's own setting), so a mirror or a
-    local test server works the same way.
+    Every expanded Hub pattern must match a file, so a part missing from the repo fails the
+    run by name instead of silently shrinking it. The endpoint follows ``HF_ENDPOINT``
+    (huggingface_hub's own setting), so a mirror or a local test server works the same way.
     """
+    from braceexpand import braceexpand
+
     out: list[str] = []
-    for url in urls:
+    listings: dict[str, list[str]] = {}  # one listing per repo, however many patterns
+    for url in (u for given in urls for u in braceexpand(given)):
         if not url.startswith("hf://datasets/"):
             out.append(url)
             continue
@@ -49,11 +54,9 @@ def resolve_urls(urls: list[str]) -> list[str]:
         pattern = "/".join(rest) or "*"
         repo = f"{owner}/{name}"
         endpoint = os.environ.get("HF_ENDPOINT")  # mirrors, and loopback in tests
-        files = sorted(
-            f
-            for f in HfApi(endpoint=endpoint).list_repo_files(repo, repo_type="dataset")
-            if fnmatch.fnmatch(f, pattern)
-        )
+        if repo not in listings:
+            listings[repo] = HfApi(endpoint=endpoint).list_repo_files(repo, repo_type="dataset")
+        files = sorted(f for f in listings[repo] if fnmatch.fnmatch(f, pattern))
         if not files:
             raise MetadataDownloadError(f"{url}: no file in dataset {repo} matches {pattern!r}")
         out.extend(hf_hub_url(repo, f, repo_type="dataset", endpoint=endpoint) for f in files)

@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from laionflow.form_values import apply_dotted
+from laionflow.recipes.prefilter import prefiltered
 from laionflow.recipes.schema import Recipe
 
 __all__ = ["Recipe", "RecipeError", "available", "load_recipe", "apply_overrides", "resolve"]
@@ -49,20 +51,12 @@ def _format(err: ValidationError, prefix: str = "") -> str:
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys (``download.image_size``) on a raw recipe dict; ``None`` means "keep"."""
-    data = json.loads(json.dumps(data))  # deep copy of plain data
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise RecipeError(f"override {dotted!r}: {key!r} is not a section")
-            node = child
-        node[leaf] = value
-    return data
+    """Set dotted keys (``download.image_size``) on a raw recipe dict; ``None`` means "keep".
+    The trigger form computes its defaults with the same function (:mod:`laionflow.form_values`)."""
+    try:
+        return apply_dotted(data, overrides)
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
 
 
 def set_thresholds(data: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
@@ -82,13 +76,15 @@ def load_recipe(
     thresholds: dict[str, Any] | None = None,
 ) -> Recipe:
     """Load a bundled recipe (by name) or a YAML file, apply dotted overrides and rule
-    thresholds, validate."""
+    thresholds, resolve ``metadata.prefiltered`` (:mod:`laionflow.recipes.prefilter`),
+    validate."""
     data = _read(name_or_path)
     try:
         Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(f"invalid recipe {name_or_path!r}: {_format(err)}") from None
     merged = set_thresholds(apply_overrides(data, overrides or {}), thresholds or {})
+    merged = prefiltered(merged)  # metadata.prefiltered: the rules off for every filter engine
     try:
         return Recipe.model_validate(merged)
     except ValidationError as err:
