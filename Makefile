@@ -16,9 +16,10 @@ setup: $(STAMP)
 check-java:
 	@scripts/check_java.sh
 
-$(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_chromium.sh laionflow/setup/torchvision_cpu.py
+$(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_chromium.sh scripts/ensure_services.sh laionflow/setup/torchvision_cpu.py
 	@scripts/check_java.sh
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_services.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
@@ -35,6 +36,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_services.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
