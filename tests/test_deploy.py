@@ -102,3 +102,74 @@ def test_shipped_site_defaults_are_valid_for_every_recipe(monkeypatch):
     monkeypatch.setenv("LAIONFLOW_SITE_OVERRIDES", str(ROOT / "config" / "site.yaml"))
     for name in available():
         assert resolve(name, {}).dataset_root == f"s3://laionflow/data/{name}"
+
+
+# --- the system-test cluster (laionflow/testing/cluster.py) runs this file's services --------
+
+
+@pytest.fixture
+def cluster_config(tmp_path):
+    """The harness (not started) and ``docker compose config`` with the harness's secrets."""
+    from laionflow.testing.cluster import ComposeCluster
+
+    harness = ComposeCluster(tmp_path)
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}={v}\n" for k, v in harness.variables.items()))
+    out = _compose("config", "--format", "json", env_file=env)
+    assert out.returncode == 0, out.stderr
+    return harness, json.loads(out.stdout)
+
+
+def test_cluster_runs_every_compose_service_or_says_why(cluster_config):
+    from laionflow.testing import compose
+
+    _, config = cluster_config
+    engines = {"postgres", "redis", "spark-master", "spark-worker", "seaweedfs", "airflow-init"}
+    assert set(config["services"]) == engines | set(compose.AIRFLOW_SERVICES) | set(compose.NOT_RUN)
+    spark = config["services"]
+    assert "deploy.master.Master" in " ".join(spark["spark-master"]["command"])
+    assert "deploy.worker.Worker" in " ".join(spark["spark-worker"]["command"])
+
+
+def test_cluster_environment_and_commands_are_the_compose_files(cluster_config):
+    """Each Airflow service's environment equals compose's own resolution of the file, bar
+    rewritten hosts, ports and paths and the documented REPLACED keys; each command is the
+    file's plus the documented loopback flags. A new host, variable or flag in the file that
+    the harness does not handle fails here."""
+    from laionflow.testing import compose
+
+    harness, config = cluster_config
+    hosts, home = harness.hosts(), str(harness.home)
+    for service in (*compose.AIRFLOW_SERVICES, "airflow-init"):
+        file_env = config["services"][service]["environment"]
+        ours = harness.env(service)
+        paths = compose.volume_paths(service, harness.home)
+        for key, value in file_env.items():
+            if key in compose.REPLACED:
+                assert key not in ours, key
+                continue
+            assert ours[key] == compose.rewrite(value, hosts, paths), (service, key)
+            assert not compose.leftover_hosts(ours[key]), (service, key, ours[key])
+            if not compose.leftover_hosts(value) and "/opt/airflow" not in value:
+                assert ours[key] == value, (service, key)  # nothing to rewrite: identical
+            changed_to = (home, str(compose.REPO), "127.0.0.1")
+            assert ours[key] == value or any(c in ours[key] for c in changed_to), (service, key)
+            assert "/opt/airflow" not in ours[key], (service, key)
+        if service == "airflow-init":
+            continue
+        command = config["services"][service]["command"]
+        ours_cmd = compose.airflow_command(service, {"api": harness.api_port})
+        flags = compose.LOOPBACK_FLAGS.get(command[0], [])
+        assert ours_cmd[0] == "airflow" and ours_cmd[1 : 1 + len(command)] == command, service
+        assert len(ours_cmd) == 1 + len(command) + len(flags), service
+    worker, gpu = (config["services"][s]["command"] for s in compose.AIRFLOW_SERVICES[-2:])
+    assert worker[:4] == ["celery", "worker", "--queues", "default"]
+    assert gpu[:4] == ["celery", "worker", "--queues", "gpu"]
+
+
+def test_cluster_substitutes_variables_as_compose_does():
+    from laionflow.testing.compose import substitute
+
+    assert substitute("a${X:?set X}b$$c${Y}", {"X": "1", "Y": "2"}) == "a1b$c2"
+    with pytest.raises(KeyError):
+        substitute("${MISSING:?set it}", {})

@@ -49,9 +49,13 @@ class ComposeCluster:
         self.postgres = Postgres(password=self.variables["POSTGRES_PASSWORD"])
         self.redis = RedisServer(self.home / "redis")
         self.s3 = SeaweedS3(self.home / "seaweedfs")
-        self.spark: SparkCluster | None = None
+        self.variables["S3_ACCESS_KEY"] = self.s3.access_key
+        self.variables["S3_SECRET_KEY"] = self.s3.secret_key
+        cores = self.compose["services"]["spark-worker"]["environment"]["SPARK_WORKER_CORES"]
+        self.spark = SparkCluster(self.home / "spark", workers=1, cores=int(cores))
         self.procs: dict[str, subprocess.Popen] = {}
         self.pids: dict[str, list[int]] = {}  # every PID each service ever had
+        self._seen: dict[int, float] = {}
 
     @property
     def url(self) -> str:
@@ -62,7 +66,6 @@ class ComposeCluster:
         return self.variables["AIRFLOW_ADMIN_PASSWORD"]
 
     def hosts(self) -> dict[str, int]:
-        assert self.spark is not None
         return {
             "postgres": self.postgres.port,
             "redis": self.redis.port,
@@ -96,10 +99,7 @@ class ComposeCluster:
             self.postgres.start()
             self.redis.start()
             self.s3.start()
-            self.variables["S3_ACCESS_KEY"] = self.s3.access_key
-            self.variables["S3_SECRET_KEY"] = self.s3.secret_key
-            cores = self.compose["services"]["spark-worker"]["environment"]["SPARK_WORKER_CORES"]
-            self.spark = SparkCluster(self.home / "spark", workers=1, cores=int(cores)).start()
+            self.spark.start()
             self._init()
             for service in compose.AIRFLOW_SERVICES:
                 self._launch(service)
@@ -183,7 +183,7 @@ class ComposeCluster:
         """Every server process this cluster started (Spark daemons and Postgres included)."""
         pids = [p for ps in self.pids.values() for p in ps] + list(self.postgres.pids)
         pids += [p.pid for p in (self.redis.proc, self.s3.proc) if p is not None]
-        return pids + (list(self.spark.pids) if self.spark else [])
+        return pids + list(self.spark.pids)
 
     def listening(self) -> list[tuple[str, int, str]]:
         """(address, port, process name) of every listening socket of the cluster's processes."""
@@ -206,7 +206,36 @@ class ComposeCluster:
                         out.append((c.laddr.ip.removeprefix("::ffff:"), c.laddr.port, p.name()))
         return out
 
+    def _descendants(self) -> dict[int, float]:
+        """PID → start time of every live process under the services (stage subprocesses
+        start their own sessions, so a process group alone would miss them)."""
+        import psutil
+
+        seen = {}
+        for pid in self.all_pids():
+            try:
+                for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+                    seen[p.pid] = p.create_time()
+            except psutil.NoSuchProcess:
+                continue
+        return seen
+
+    def remaining(self) -> list[str]:
+        """After :meth:`stop`: every process of the cluster still alive (none, if it worked)."""
+        import psutil
+
+        out = survivors(self.all_pids())
+        for pid, started in self._seen.items():
+            try:
+                p = psutil.Process(pid)
+                if p.create_time() == started and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(f"{pid} {p.name()}")
+            except psutil.NoSuchProcess:
+                continue
+        return out
+
     def stop(self) -> None:
+        self._seen = self._descendants()
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -217,8 +246,7 @@ class ComposeCluster:
                 pass
             _kill_tree(proc.pid, signal.SIGKILL)  # what outlived its service's main process
             proc.wait()
-        if self.spark is not None:
-            self.spark.stop()
+        self.spark.stop()
         self.s3.stop()
         self.redis.stop()
         self.postgres.close()

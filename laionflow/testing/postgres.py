@@ -43,13 +43,10 @@ class Postgres:
     def __init__(self, user: str = "airflow", password: str = "", db: str = "airflow") -> None:
         self.user, self.password, self.db = user, password, db
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="laionflow-pg-"))
+        self.dir = Path()  # a fresh temp folder, made by start()
         self.proc: subprocess.Popen | None = None
         self.pids: list[int] = []  # every postmaster this object started (restarts included)
         self._as: dict = {}
-        if os.geteuid() == 0:  # Postgres will not run as root: the folder goes to nobody
-            os.chown(self.dir, 65534, 65534)
-            self._as = {"user": 65534, "group": 65534, "extra_groups": []}
 
     @property
     def data(self) -> Path:
@@ -66,6 +63,11 @@ class Postgres:
             raise RuntimeError(f"{cmd[0]} failed: {out.stdout[-2000:]}{out.stderr[-2000:]}")
 
     def start(self, timeout: float = 60) -> Postgres:
+        if self.dir == Path():
+            self.dir = Path(tempfile.mkdtemp(prefix="laionflow-pg-"))
+            if os.geteuid() == 0:  # Postgres will not run as root: the folder goes to nobody
+                os.chown(self.dir, 65534, 65534)
+                self._as = {"user": 65534, "group": 65534, "extra_groups": []}
         if not self.data.exists():
             pwfile = self.dir / "pw"
             pwfile.write_text(self.password + "\n")
@@ -146,7 +148,8 @@ class Postgres:
 
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir != Path():
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Postgres:
         return self.start()

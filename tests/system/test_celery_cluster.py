@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from laionflow import fs
-from laionflow.testing.cluster import ComposeCluster, survivors
+from laionflow.testing.cluster import ComposeCluster
 from tests.helpers import small_run_conf
 
 GPU_TASKS = {"embed", "scores"}
@@ -31,9 +31,8 @@ GPU_TASKS = {"embed", "scores"}
 def cluster(tmp_path_factory, fixture_server):
     c = ComposeCluster(tmp_path_factory.mktemp("compose-cluster")).start()
     yield c
-    pids = c.all_pids()
     c.stop()
-    assert survivors(pids) == []  # every process of every service is gone
+    assert c.remaining() == []  # every process of every service (and their children) is gone
 
 
 def _api(cluster):
