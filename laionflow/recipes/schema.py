@@ -240,7 +240,7 @@ class ScoreFilterConfig(_Strict):
             self.__dict__["top_fraction"] = None  # rules alone: nothing else filters
         elif self.threshold is not None:
             self.__dict__["top_fraction"] = None  # an explicit threshold wins over the default
-        elif self.top_fraction is None:
+        elif self.top_fraction is None and not self.rules:  # (a resolved config: both)
             raise ValueError("score_filter needs `threshold` or `top_fraction`")
         return self
 
