@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -28,6 +29,8 @@ def spark_session(
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master and master.startswith("local"):  # Python workers (mapInArrow) need our venv
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     SparkContext._ensure_initialized()  # joins spark-submit's JVM, so its settings are visible
     submitted = SparkConf()
     defaults = {

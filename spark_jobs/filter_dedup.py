@@ -5,7 +5,9 @@
 
 All logic lives in ``laionflow.jobs.filter``; this file only parses arguments
 (``laionflow.spark.job_args``, shared by every Spark job), so the same job runs under
-``local[*]``, a standalone cluster or YARN without change.
+``local[*]``, a standalone cluster or YARN without change. A recipe with
+``filter.engine: duckdb`` submitted here runs the DuckDB engine in the driver instead (the
+stage table's choice holds wherever the job was launched).
 """
 
 import logging
@@ -13,12 +15,16 @@ import logging
 
 def main() -> None:
     from laionflow import recipes, spark
-    from laionflow.jobs.filter import run_spark
+    from laionflow.jobs.filter import run_duckdb, run_spark
+    from laionflow.stages import STAGES, Engine
 
     args = spark.job_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     recipe = recipes.resolve(args.config)
-    summary = run_spark(spark.spark_session(app="laionflow-filter"), recipe, force=args.force)
+    if STAGES["filter"].engine(recipe) is Engine.DUCKDB:  # the recipe asks for it: no session
+        summary = run_duckdb(recipe, force=args.force)
+    else:
+        summary = run_spark(spark.spark_session(app="laionflow-filter"), recipe, force=args.force)
     spark.publish_summary(args, summary)
 
 
