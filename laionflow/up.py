@@ -89,35 +89,55 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _hf_name(glob: str, index: int) -> str:
-    """A file name matching the recipe's Hub glob (``*.parquet`` -> ``part-00000.parquet``)."""
-    name = glob.rsplit("/", 1)[-1]
-    return name.replace("*", f"part-{index:05d}", 1) if "*" in name else name
+def _hub_urls(recipe: str) -> list[str]:
+    """The recipe's Hub metadata URLs, braces expanded (``2B-en-4.5_{1..64}.parquet``), with
+    its ``metadata.prefiltered_urls`` where it has them (SD 2.1's filtered set)."""
+    from braceexpand import braceexpand
+
+    from laionflow.recipes import load_recipe
+
+    meta = load_recipe(recipe).metadata
+    given = [*meta.urls, *(getattr(meta, "prefiltered_urls", None) or [])]
+    return [u for g in given for u in braceexpand(g) if u.startswith("hf://datasets/")]
+
+
+def _hub_targets(urls: list[str], files: list[str]) -> list[tuple[str, str]]:
+    """``(metadata file, Hub path OWNER/NAME/FILE)`` pairs that make every URL resolve: a glob
+    gets every file (``*`` -> ``part-00000``...), the n-th named file gets the n-th file."""
+    pairs, named = [], 0
+    for url in urls:
+        owner, name, *rest = url[len("hf://datasets/") :].split("/")
+        path = "/".join(rest) or "*"
+        if "*" in path:
+            pairs += [
+                (f, f"{owner}/{name}/" + path.replace("*", f"part-{i:05d}", 1))
+                for i, f in enumerate(files)
+            ]
+        else:
+            pairs.append((files[named % len(files)], f"{owner}/{name}/{path}"))
+            named += 1
+    return pairs
 
 
 def build_fixtures(fixture: Path, base_url: str, rows: int) -> dict[str, list[str]]:
     """One small corpus per recipe, its metadata laid out where the recipe's own
-    ``hf://datasets/OWNER/NAME/GLOB`` URLs find it on the Hub emulation; returns the Hub
-    file paths per recipe."""
-    from laionflow.recipes import load_recipe
+    ``hf://datasets/OWNER/NAME/...`` URLs find it on the Hub emulation (as many metadata
+    files as the recipe names, at least 2); returns the Hub files per recipe."""
     from laionflow.testing.corpus import CorpusSpec, build_corpus
 
     out: dict[str, list[str]] = {}
     for recipe, spec in FIXTURES.items():
+        urls = _hub_urls(recipe)
+        named = sum("*" not in u for u in urls)
         size = rows if recipe == "laion400m" else max(120, rows // 4)
-        spec = CorpusSpec(rows=size, parts=2, formats=("parquet",), **spec)
+        spec = CorpusSpec(rows=size, parts=max(2, named), formats=("parquet",), **spec)
         manifest = build_corpus(fixture / recipe, f"{base_url}/{recipe}", spec)
         out[recipe] = []
-        for url in load_recipe(recipe).metadata.urls:
-            if not url.startswith("hf://datasets/"):
-                continue
-            owner, name, *rest = url[len("hf://datasets/") :].split("/")
-            repo = fixture / "hf" / owner / name
-            repo.mkdir(parents=True, exist_ok=True)
-            for i, src in enumerate(manifest.metadata_files):
-                target = repo / _hf_name("/".join(rest) or "*", i)
-                shutil.copyfile(src, target)
-                out[recipe].append(str(target))
+        for src, hub_path in _hub_targets(urls, manifest.metadata_files):
+            target = fixture / "hf" / hub_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            out[recipe].append(str(target))
     return out
 
 
