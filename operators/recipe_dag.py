@@ -19,7 +19,7 @@ from typing import Any
 from airflow.sdk import DAG, PartitionedAtRuntime, task
 
 from laionflow.stages import PREPACKAGED, pipeline
-from operators.params import prepackaged_params, recipe_params
+from operators.params import recipe_params
 from operators.sensors import MetadataAvailableSensor
 from operators.tasks import stage_task
 
@@ -37,7 +37,7 @@ def recipe_dag(
     annotate) and the OpenUni export (before the report), both no-ops unless the recipe
     turns ``recaption.enabled`` on."""
     stages = pipeline(recaption)
-    params = {**recipe_params(), **(prepackaged_params() if prepackaged else {})}
+    params = recipe_params(recipe, prepackaged)
     dag_kwargs.setdefault("tags", ["laionflow", recipe])
     dag_kwargs.setdefault("max_active_runs", 1)
     dag_kwargs.setdefault(
@@ -61,14 +61,8 @@ def recipe_dag(
             from laionflow.plan import plan as make_plan
             from operators.credentials import aws_environment
 
-            params = dict(context["params"])
-            key = getattr(context["dag_run"], "partition_key", None)
-            if key and not params.get("part_ids"):  # a run by partition key: that one part
-                from laionflow.backfill import part_of_key
-
-                params["part_ids"] = [part_of_key(key)]
             with aws_environment():
-                return make_plan(recipe, params, context["run_id"])
+                return make_plan(recipe, run_params(context), context["run_id"])
 
         @task(task_id="parts", retries=0)
         def parts(config_path: str) -> list[int]:
@@ -118,6 +112,18 @@ def recipe_dag(
         for upstream, downstream in zip(chain, chain[1:], strict=False):
             upstream >> downstream
     return dag
+
+
+def run_params(context: Any) -> dict:
+    """The run's Params; a run with a ``partition_key`` (``part_00003``) and no part ids
+    works on that one part."""
+    params = dict(context["params"])
+    key = getattr(context["dag_run"], "partition_key", None)
+    if key and not params.get("part_ids"):
+        from laionflow.backfill import part_of_key
+
+        params["part_ids"] = [part_of_key(key)]
+    return params
 
 
 def _prepackaged_branch(recipe: str, planned: Any, available: Any) -> None:
