@@ -77,7 +77,13 @@ def add_to_corpus(corpus_dir: str | Path, base_url: str, min_side: int = 512) ->
             w, h = img.size
         url = f"{base_url}/photos/{file}"
         rows.append(_row(df.columns, url, f"a photograph: {name}", w, h))
-    df = pd.concat([df, pd.DataFrame(rows)[list(df.columns)]], ignore_index=True)
+    new = pd.DataFrame(rows)[list(df.columns)]
+    for col in df.columns:  # the corpus's own types (its hash is a string, say)
+        if df[col].dtype == object:
+            new[col] = [None if pd.isna(v) else str(v) for v in new[col]]
+        else:
+            new[col] = new[col].astype(df[col].dtype)
+    df = pd.concat([df, new], ignore_index=True)
     df.to_parquet(meta, index=False)
     return [r[_col(df.columns, "URL")] for r in rows]
 
