@@ -16,13 +16,14 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
 
 from laionflow import embedded
-from laionflow.testing import compose
+from laionflow.testing import compose, procs
 from laionflow.testing.airflow_services import free_port
 from laionflow.testing.postgres import Postgres
 from laionflow.testing.redis_server import RedisServer
@@ -56,6 +57,9 @@ class ComposeCluster:
         self.procs: dict[str, subprocess.Popen] = {}
         self.pids: dict[str, list[int]] = {}  # every PID each service ever had
         self._seen: dict[int, float] = {}
+        self._stopping = False
+        self._held: set[str] = set()  # killed on purpose: not restarted by the policy
+        self.restarts: list[tuple[str, int]] = []  # (service, exit code) restarted by policy
 
     @property
     def url(self) -> str:
@@ -104,6 +108,7 @@ class ComposeCluster:
             for service in compose.AIRFLOW_SERVICES:
                 self._launch(service)
             self._wait_ready(timeout)
+            threading.Thread(target=self._watch, name="restart-policy", daemon=True).start()
         except BaseException:
             self.stop()
             raise
@@ -152,6 +157,23 @@ class ComposeCluster:
             time.sleep(1)
         raise TimeoutError(f"cluster not ready after {timeout}s; see {self.home}/*.log")
 
+    def _watch(self) -> None:
+        """The file's ``restart:`` policy, as Docker applies it: a service that exits is
+        started again (``always``/``unless-stopped``; ``on-failure`` if it failed)."""
+        while not self._stopping:
+            for service, proc in list(self.procs.items()):
+                code = proc.poll()
+                policy = self.compose["services"][service].get("restart", "no")
+                wanted = policy in ("always", "unless-stopped") or (
+                    policy == "on-failure" and code != 0
+                )
+                if code is not None and wanted and service not in self._held:
+                    if self._stopping:
+                        return
+                    self.restarts.append((service, code))
+                    self._launch(service)
+            time.sleep(1)
+
     def _healthy(self) -> bool:
         try:
             return requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).ok
@@ -167,12 +189,15 @@ class ComposeCluster:
 
     def kill(self, service: str) -> None:
         """SIGKILL the service and every process it started (a machine lost, no clean-up)."""
+        self._held.add(service)
         proc = self.procs[service]
-        _kill_tree(proc.pid, signal.SIGKILL)
+        procs.kill_tree(proc.pid, signal.SIGKILL)
         proc.wait()
 
     def restart(self, service: str, timeout: float = 120) -> None:
+        """Start a service killed by :meth:`kill` again; wait for a worker to be ready."""
         self._launch(service)
+        self._held.discard(service)
         deadline = time.monotonic() + timeout
         while not self.worker_ready(service):
             if self.procs[service].poll() is not None or time.monotonic() > deadline:
@@ -187,55 +212,15 @@ class ComposeCluster:
 
     def listening(self) -> list[tuple[str, int, str]]:
         """(address, port, process name) of every listening socket of the cluster's processes."""
-        import psutil
-
-        out = []
-        for pid in self.all_pids():
-            try:
-                parent = psutil.Process(pid)
-                procs = [parent, *parent.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-            for p in procs:
-                try:
-                    conns = p.net_connections(kind="inet")
-                except psutil.NoSuchProcess:
-                    continue
-                for c in conns:
-                    if c.status == psutil.CONN_LISTEN:
-                        out.append((c.laddr.ip.removeprefix("::ffff:"), c.laddr.port, p.name()))
-        return out
-
-    def _descendants(self) -> dict[int, float]:
-        """PID → start time of every live process under the services (stage subprocesses
-        start their own sessions, so a process group alone would miss them)."""
-        import psutil
-
-        seen = {}
-        for pid in self.all_pids():
-            try:
-                for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
-                    seen[p.pid] = p.create_time()
-            except psutil.NoSuchProcess:
-                continue
-        return seen
+        return procs.listening(self.all_pids())
 
     def remaining(self) -> list[str]:
         """After :meth:`stop`: every process of the cluster still alive (none, if it worked)."""
-        import psutil
-
-        out = survivors(self.all_pids())
-        for pid, started in self._seen.items():
-            try:
-                p = psutil.Process(pid)
-                if p.create_time() == started and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(f"{pid} {p.name()}")
-            except psutil.NoSuchProcess:
-                continue
-        return out
+        return procs.survivors(self.all_pids(), self._seen)
 
     def stop(self) -> None:
-        self._seen = self._descendants()
+        self._stopping = True
+        self._seen = procs.descendants(self.all_pids())
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -244,7 +229,7 @@ class ComposeCluster:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            _kill_tree(proc.pid, signal.SIGKILL)  # what outlived its service's main process
+            procs.kill_tree(proc.pid, signal.SIGKILL)  # what outlived its service's main process
             proc.wait()
         self.spark.stop()
         self.s3.stop()
@@ -256,39 +241,6 @@ class ComposeCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _kill_tree(pid: int, sig: int) -> None:
-    """Signal a service's process group and every descendant (some start their own group)."""
-    import psutil
-
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        procs = []
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    for p in procs:
-        try:
-            p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
-
-
-def survivors(pids: list[int]) -> list[str]:
-    """Processes still alive in any of these process groups (each service's session)."""
-    import psutil
-
-    groups, out = set(pids), []
-    for p in psutil.process_iter(["pid", "name"]):
-        try:
-            if os.getpgid(p.pid) in groups and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{p.pid} {p.info['name']}")
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return out
 
 
 if __name__ == "__main__":  # manual use: python -m laionflow.testing.cluster HOME
