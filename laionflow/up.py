@@ -202,6 +202,9 @@ def up(root: str, rows: int = 600, parts: int = 3, port: int = DEFAULT_PORT, out
         return _serve(root_path, rows, parts, port, previous, out)
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError) as exc:  # a service did not come up: its log says why
+        print(f"laionflow up: {exc}", file=sys.stderr)
+        return 1
     finally:
         info_path.unlink(missing_ok=True)
         held.close()
