@@ -105,7 +105,7 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
             )
             counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY _reason").fetchall()
             by_reason = {reason: int(n) for reason, n in counts}
-            reader = con.execute(kept_query(recipe)).to_arrow_reader(BATCH_ROWS)
+            reader = con.sql(kept_query(recipe)).to_arrow_reader(BATCH_ROWS)
             parts = write_parts(reader, out_dir)
         finally:
             con.close()
