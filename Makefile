@@ -20,15 +20,16 @@ $(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_ch
 	@scripts/check_java.sh
 	@scripts/ensure_chromium.sh
 	@scripts/ensure_services.sh
+	@echo "laionflow: setting up $(VENV) (the pinned set; a few minutes, quiet unless it fails)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install -q -c constraints.txt --no-deps facenet-pytorch rapidocr-onnxruntime
-	$(PY) -m laionflow.setup.torchvision_cpu
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps facenet-pytorch rapidocr-onnxruntime
+	@$(PY) -m laionflow.setup.torchvision_cpu >/dev/null
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/laionflow demo --root $(DEMO_ROOT)
+	@$(VENV)/bin/laionflow demo --root $(DEMO_ROOT)
 
 # the Airflow UI with every recipe, offline, on 127.0.0.1 until Ctrl-C (laionflow/up.py)
 up: $(STAMP)
