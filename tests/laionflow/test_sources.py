@@ -53,8 +53,10 @@ def test_sd21_metadata_is_the_guides_64_parts_in_order(hub):
         metadata.resolve_urls(load_recipe("laion2b_en_sd21").metadata.urls)
 
 
-def test_sd21_prefiltered_skips_the_filter_and_keeps_the_ledger(hub, spark, tmp_path):
-    from laionflow.jobs.filter import run_spark
+@pytest.mark.parametrize("engine", ["spark", "duckdb"])
+def test_sd21_prefiltered_skips_the_filter_and_keeps_the_ledger(hub, engine, request, tmp_path):
+    """Both filter engines honour it: the recipe, not the engine, turns the rules off."""
+    from laionflow.jobs.filter import run_duckdb, run_spark
     from laionflow.reporting.ledger import build_summary
     from laionflow.testing.corpus import CorpusSpec, build_corpus
 
@@ -77,7 +79,10 @@ def test_sd21_prefiltered_skips_the_filter_and_keeps_the_ledger(hub, spark, tmp_
     assert recipe.metadata.urls == [f"hf://datasets/{SD21_FILTERED}/*.parquet"]
     assert recipe.filter.rules == []
     assert metadata.run(recipe)["files"] == 2  # from the prefiltered repo, not the 64 parts
-    stats = run_spark(spark, recipe)
+    if engine == "spark":
+        stats = run_spark(request.getfixturevalue("spark"), recipe)
+    else:
+        stats = run_duckdb(recipe)
     raw = pd.concat(pd.read_parquet(p) for p in corpus.metadata_files)
     assert stats["raw_rows"] == len(raw)
     # no rule ran: what is filtered is only what could never be downloaded

@@ -105,3 +105,16 @@ def test_size_text_reaches_the_estimate_as_bytes(monkeypatch):
     assert _size("2TB") == 2_000_000_000_000 and _size(None) is None
     with pytest.raises(ValueError, match="max_output_bytes.*2 parsecs"):
         _size("2 parsecs")
+
+
+def test_the_form_takes_sizes_as_text_and_names_a_bad_one():
+    from airflow.sdk.definitions.param import process_params
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = _dag("laion400m")
+    plan = dag.task_dict["plan"]
+    for given in ("2TB", "1.5 TiB", 2_000_000, None):
+        conf = {"max_output_bytes": given}
+        assert process_params(dag, plan, conf, suppress_exception=False) is not None
+    with pytest.raises(ParamValidationError, match="max_output_bytes"):
+        process_params(dag, plan, {"max_output_bytes": "2 parsecs"}, suppress_exception=False)
