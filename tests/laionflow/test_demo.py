@@ -1,0 +1,91 @@
+"""``laionflow demo`` as a user meets it: a few plain lines through a pipe, a live progress
+view on a terminal, the task logs in a file, a failing task's log tail on screen, and a text
+query for a colour answered with a picture of that colour. Two small real runs (120 rows, 2
+parts) on one root, so the second reuses the first's migrated Airflow DB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+BIN = str(Path(sys.executable).with_name("laionflow"))
+ARGS = ["demo", "--rows", "120", "--parts", "2"]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo")
+
+
+def test_demo_through_a_pipe_prints_few_lines_and_finds_red(demo_root: Path):
+    out = subprocess.run(
+        [BIN, *ARGS, "--root", str(demo_root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, out.stdout
+    assert len(lines) <= 50, out.stdout  # + make's one set-up line on a fresh machine: <= 60
+    assert not [line for line in lines if "[info" in line or "INFO" in line], out.stdout
+    assert "BALANCED" in out.stdout
+    assert re.search(r"^  download part_00001: \d+/\d+ images", out.stdout, re.M), out.stdout
+    assert re.search(r"^  embed: done, 2/2 parts", out.stdout, re.M), out.stdout
+    # the task logs went to the file the demo names, not to the screen
+    log = demo_root / "demo.log"
+    assert f"task logs: {log}" in out.stdout
+    text = log.read_text()
+    assert "[DAG TEST] starting task_id=download map_index=1" in text
+    assert re.search(r"embed part_00000: \d+/\d+ samples", text)
+    # the fitted model answers a colour with that colour, by its pixels, not only its caption
+    from PIL import Image, ImageOps
+
+    from laionflow.query import query
+    from laionflow.testing.pictures import dominant_colour
+
+    hits = query(str(demo_root / "laion400m" / "index"), text="red circle", k=3)
+    assert hits[0]["caption"].startswith("red "), hits
+    picture = demo_root / "fixture" / "images" / hits[0]["url"].rsplit("/", 1)[1]
+    assert dominant_colour(ImageOps.exif_transpose(Image.open(picture))) == "red"
+    assert f"  {hits[0]['id']:>6}  " in out.stdout  # the demo printed that same answer
+    blue = query(str(demo_root / "laion400m" / "index"), text="blue square", k=1)
+    assert blue[0]["caption"].startswith("blue "), blue
+
+
+def test_demo_on_a_terminal_shows_progress_and_a_failed_tasks_log(demo_root: Path):
+    """Under a pseudo-terminal: the live view (stages, per-part bars); the embed stage is
+    killed by a planted failpoint, so the demo ends with that task's log tail and the log path."""
+    env = {**os.environ, "LAIONFLOW_FAILPOINTS": "embed.before_done", "COLUMNS": "140"}
+    child = pexpect.spawn(
+        BIN,
+        [*ARGS, "--root", str(demo_root)],
+        env=env,
+        encoding="utf-8",
+        timeout=600,
+        dimensions=(50, 140),
+    )
+    screen = []
+    child.expect(r"download")  # a stage row of the live view
+    screen.append(child.before + child.after)
+    child.expect(r"part_0000[01].*(urls|images)")  # a per-part row under download
+    screen.append(child.before + child.after)
+    child.expect(r"task embed \(part_0000[01]\) failed; the last lines of its log:")
+    tail = child.before
+    child.expect(pexpect.EOF)
+    rest = child.before
+    child.close()
+    assert child.exitstatus == 1
+    shown = "".join(screen) + tail
+    assert "\x1b[" in shown  # rich drew it: a terminal view, not plain lines
+    assert "✓" in shown and "plan" in shown
+    assert f"full log: {demo_root / 'demo.log'}" in rest
+    assert "[DAG TEST]" not in shown  # task logs stay in the file
+    assert "embed" in rest and rest.count("\n") >= 5  # the failed task's own log lines
