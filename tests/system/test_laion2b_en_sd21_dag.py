@@ -1,6 +1,10 @@
-"""laion2b_en_sd21 through dag.test(): webdataset and files output, dry run, size limit."""
+"""laion2b_en_sd21 through dag.test(): webdataset and files output, dry run, size limit.
+The webdataset run's corpus also holds scikit-image's photographs, and the run has the
+recipe's safety models (scores YAML), a score rule per signal, a known-bad URL hash and PDQ
+list (one photo blocked, one quarantined), face blurring and SD buckets."""
 
 import csv
+import hashlib
 
 import pandas as pd
 import pytest
@@ -20,17 +24,60 @@ def _run(conf):
 
 
 @pytest.fixture(scope="module")
-def webdataset_run(airflow_db, sd21_corpus, checkpoint, tmp_path_factory):
+def photo_corpus(fixture_server, session_tmp):
+    """The sd21 corpus's spec, plus one row per scikit-image photograph (served at 512 px)."""
+    from laionflow.testing import photos
+    from laionflow.testing.corpus import CorpusSpec, build_corpus
+
+    spec = CorpusSpec(
+        rows=240,
+        parts=2,
+        seed=11,
+        flavour="laion2b_aesthetics",
+        min_side=300,
+        max_side=760,
+        formats=("parquet",),
+    )
+    out, base = session_tmp / "fixture" / "sd21photos", f"{fixture_server.base_url}/sd21photos"
+    corpus = build_corpus(out, base, spec)
+    corpus.rows += len(photos.add_to_corpus(out, base))
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def webdataset_run(airflow_db, photo_corpus, checkpoint, tmp_path_factory):
+    import numpy as np
+
+    from laionflow.safety.detectors import pdq_hash
+    from laionflow.testing import photos
+
     root = tmp_path_factory.mktemp("sd21-wds")
-    run, states = _run(_conf(root, sd21_corpus, checkpoint))
+    blocked = f"{photo_corpus.base_url}/photos/coffee.png"
+    (root / "url_sha256.txt").write_text(hashlib.sha256(blocked.encode()).hexdigest() + "\n")
+    (root / "pdq.txt").write_text(pdq_hash(np.asarray(photos.photo("rocket")))[0] + "\n")
+    rules = [
+        {"name": "max_nsfw_image", "column": "nsfw_image", "op": "<=", "value": 0.5},
+        {"name": "no_faces", "column": "faces", "op": "==", "value": 0},
+        {"name": "max_text_area", "column": "text_area", "op": "<=", "value": 0.2},
+    ]
+    conf = _conf(root, photo_corpus, checkpoint)
+    conf["overrides"].update(
+        {
+            "safety.hashlists.url_hashes": str(root / "url_sha256.txt"),
+            "safety.hashlists.pdq": str(root / "pdq.txt"),
+            "safety.blur_faces": True,
+            "score_filter.rules": rules,
+        }
+    )
+    run, states = _run(conf)
     return run, states, root / "laion2b_en_sd21"
 
 
-def test_webdataset_run_filters_like_the_sd21_guide(webdataset_run, sd21_corpus):
+def test_webdataset_run_filters_like_the_sd21_guide(webdataset_run, photo_corpus):
     run, states, root = webdataset_run
     assert str(run.state) == "success", states
     led = fs.read_json(f"{root}/summary.json")["ledger"]
-    assert led["balanced"] and led["raw_rows"] == sd21_corpus.rows
+    assert led["balanced"] and led["raw_rows"] == photo_corpus.rows
     rules = {"min_width", "min_height", "max_punsafe", "min_aesthetic"}
     assert {"min_width", "min_height"} <= set(led["filtered"]) <= rules
     # (no language column in this set: the `language` rule passes every row)
@@ -40,6 +87,50 @@ def test_webdataset_run_filters_like_the_sd21_guide(webdataset_run, sd21_corpus)
     assert (kept["width"] >= 512).all() and (kept["height"] >= 512).all()
     assert (kept["punsafe"] <= 0.98).all() and (kept["aesthetic"] >= 4.5).all()
     assert led["embedding_rows"] == led["downloaded"] == led["index_size"]
+
+
+def test_webdataset_run_has_safety_columns_buckets_and_the_hash_gate(webdataset_run):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, _, root = webdataset_run
+    summary = fs.read_json(f"{root}/summary.json")
+    led = summary["ledger"]
+    # one photo URL blocked before download, the rocket quarantined after: both on the ledger
+    assert led["blocked_hashlist"] == 1 and led["quarantined"] == 1 and led["balanced"]
+    held = [p for d in fs.ls(f"{root}/quarantine") for p in fs.ls(d)]
+    assert [fs.read_json(p)["list"] for p in held if p.endswith(".reason.json")] == ["pdq"]
+    (sample,) = [fs.read_json(p) for p in held if p.endswith(".json") and ".reason" not in p]
+    assert sample["url"].endswith("/photos/rocket.png")
+    tables = [pq.read_table(f"{root}/scores/part_{p:05d}/scores.parquet") for p in (0, 1)]
+    schema = tables[0].schema
+    boxes, classes = schema.field("face_boxes").type, schema.field("nsfw_classes").type
+    assert pa.types.is_list(boxes) and boxes.value_type.value_type == pa.float32()
+    assert pa.types.is_list(classes) and classes.value_type == pa.string()
+    scores = pd.concat(t.to_pandas() for t in tables)
+    assert len(scores) == led["downloaded"]
+    photos_ = scores[scores["url"].str.contains("/photos/")]
+    assert sorted(photos_["url"].str.rsplit("/", n=1).str[-1]) == [
+        f"{n}.png" for n in ("astronaut", "camera", "chelsea", "page", "text")
+    ]
+    assert (scores["nsfw_image"] <= 0.5).all() and scores["pdq"].str.len().eq(64).all()
+    sf = led["safety"]["score_filter"]
+    assert sf["scored"] == led["downloaded"] and sf["balanced"]
+    assert set(sf["filtered"]) == {"max_nsfw_image", "no_faces", "max_text_area"}
+    kept = pd.read_parquet(f"{root}/scores/kept.parquet")
+    assert len(kept) == sf["kept"] == sf["scored"] - sum(sf["filtered"].values())
+    buckets = pd.concat(
+        pd.read_parquet(f"{root}/images/part_{p:05d}_buckets.parquet") for p in (0, 1)
+    )
+    assert len(buckets) == led["downloaded"] and buckets["bucket"].notna().all()
+    assert sum(led["safety"]["buckets"].values()) == led["downloaded"]
+    report = fs.read_json(f"{root}/report/report.json")
+    assert report["safety"]["buckets"] == led["safety"]["buckets"]
+    assert set(led["safety"]["blurred"]) == {"part_00000", "part_00001"}
+    card = open(f"{root}/report/README.md").read()
+    assert "nsfw-image, faces, text-area, pdq" in card and "no_faces: faces == 0" in card
+    page = open(f"{root}/report/index.html").read()
+    assert "aspect-ratio buckets" in page and "face-blurred shards" in page
 
 
 def test_webdataset_run_writes_stats_csv_per_part(webdataset_run):
