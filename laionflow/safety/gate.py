@@ -126,4 +126,3 @@ def _rewrite_tar(folder: str, sid: int, kept: list[dict]) -> None:
     for sample in kept:
         writer.write({k: v for k, v in sample.items() if k == "__key__" or not k.startswith("__")})
     writer.close()
-
