@@ -2,13 +2,16 @@
 
 Recipe switch ``safety.blur_faces`` (off by default). Writes ``blurred/part_NNNNN/NNNNN.tar``
 with the same shard names and sample keys as ``images/part_NNNNN/`` (each tar through
-:class:`laionflow.shardwriter.TarShardWriter`: complete or absent), then ``_done.json`` listing
-every shard and how many of its samples were blurred — what the report and the index summary
-show. Boxes are in stored-image pixels (the scores stage reads the stored images).
+:class:`laionflow.shardwriter.TarShardWriter`: complete or absent), then
+``blurred/part_NNNNN_stats.csv`` (``tar_path,samples,blurred``: the index of blurred shards,
+like the annotations' stats csv) and ``_done.json`` listing every shard and how many of its
+samples were blurred, which the report shows. Boxes are in stored-image pixels (the scores
+stage reads the stored images).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 
@@ -71,6 +74,13 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
         "blurred": sum(s["blurred"] for s in shards),
         "seconds": round(time.time() - started, 2),
     }
+    with fs.atomic_write(f"{out}_stats.csv", "w") as fh:  # the shard index, SD-guide style
+        writer = csv.writer(fh)
+        writer.writerow(["tar_path", "samples", "blurred"])
+        writer.writerows(
+            [shard_path(out, int(s["shard"]), ".tar"), s["samples"], s["blurred"]] for s in shards
+        )
+    summary["stats_csv"] = f"{out}_stats.csv"
     fs.write_json(f"{out}/_done.json", summary)
     log.info(
         "blur %s: %d of %d samples blurred", part_name(part), summary["blurred"], summary["samples"]

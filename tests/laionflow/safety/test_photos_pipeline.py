@@ -119,6 +119,8 @@ def test_blurred_shards_differ_only_inside_face_boxes(run):
     recipe, rows = run["recipe"], run["rows"]
     summary = blur.run(recipe, 0)
     assert summary["blurred"] == 2 and summary["samples"] == len(SHOWN)
+    index = open(summary["stats_csv"]).read().splitlines()
+    assert index[0] == "tar_path,samples,blurred" and index[1].endswith(f",{len(SHOWN)},2")
     root = recipe.dataset_root
 
     def read(path):
