@@ -1,16 +1,23 @@
-"""Benchmark: the Spark filter + dedup + shuffle + repartition job vs DuckDB doing the same
-filter and dedup and writing the same number of parquet parts, on the same synthetic metadata.
+"""Benchmark: the filter stage (rules + dedup + hash shuffle + parts) on both engines against
+bare DuckDB doing the same filter and dedup into the same number of parquet parts, measured
+in the same run on the same synthetic metadata.
 
-    .venv/bin/python bench/filter.py [--rows 1000000,10000000] [--parts 16]
+    .venv/bin/python bench/filter.py [--rows 1000000,10000000] [--parts 16] [--repeat 3]
 
-Prints seconds for both and the ratio ours/DuckDB (goal ≤ 2) for each size, so the growth
-with rows (goal: linear) is visible in one run.
+Prints, per size, seconds of bare DuckDB, of the DuckDB engine (ratio, goal <= 1.2, and its
+peak RSS: each DuckDB run is its own process) and of Spark local[*] (ratio, goal <= 2), with
+min/median/max when repeated, and the load average (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,46 +75,103 @@ def duckdb_filter(raw: Path, out: Path, parts: int) -> float:
 
 def spark_filter(work: Path, parts: int, spark) -> float:
     from laionflow.jobs.filter import run_spark
+
+    t = time.perf_counter()
+    run_spark(spark, _recipe(work, parts), force=True)
+    return time.perf_counter() - t
+
+
+def _recipe(work: Path, parts: int):
     from laionflow.recipes import load_recipe
 
-    recipe = load_recipe(
+    return load_recipe(
         "laion400m",
         {"root": str(work), "filter.num_parts": parts, "metadata.urls": ["file:///unused"]},
     )
-    t = time.perf_counter()
-    run_spark(spark, recipe, force=True)
-    return time.perf_counter() - t
+
+
+def in_child(kind: str, work: Path, parts: int) -> tuple[float, float]:
+    """Seconds and peak RSS (GB) of one DuckDB run (``bare`` or ``engine``) in a fresh
+    process, so the memory figure is DuckDB's alone."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--work", str(work), "--parts", str(parts)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+
+def child(kind: str, work: Path, parts: int) -> None:
+    if kind == "bare":
+        out = work / "duck"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds = duckdb_filter(work / "laion400m" / "metadata" / "raw", out, parts)
+    else:
+        from laionflow.jobs.filter import run_duckdb
+
+        t = time.perf_counter()
+        run_duckdb(_recipe(work, parts), force=True)
+        seconds = time.perf_counter() - t
+    print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def spread(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:7.1f}s"
+    return f"{min(xs):.1f}/{statistics.median(xs):.1f}/{max(xs):.1f}s"
+
+
+def bench(rows: int, args, spark) -> None:
+    work = Path(tempfile.mkdtemp(prefix="laionflow-bench-filter-"))
+    synth(work / "laion400m" / "metadata" / "raw", rows)
+    bare, engine, ours, rss = [], [], [], []
+    for _ in range(args.repeat):
+        bare.append(in_child("bare", work, args.parts)[0])
+        seconds, peak = in_child("engine", work, args.parts)
+        engine.append(seconds)
+        rss.append(peak)
+        if spark is not None:
+            ours.append(spark_filter(work, args.parts, spark))
+    base = statistics.median(bare)
+    line = f"rows={rows:>10}  bare duckdb={spread(bare)}  duckdb engine={spread(engine)} "
+    line += f"({statistics.median(engine) / base:4.2f}x, goal <= 1.2; peak RSS {max(rss):.2f} GB)"
+    if ours:
+        line += f"  spark={spread(ours)} ({statistics.median(ours) / base:4.2f}x, goal <= 2)"
+        line += f"  spark rows/s={rows / statistics.median(ours):,.0f}"
+    print(line + f"  [load {os.getloadavg()[0]:.1f}]", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1000000,10000000")
     ap.add_argument("--parts", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per size: min/median/max")
+    ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--child", choices=("bare", "engine"), help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import os
+    if args.child:
+        child(args.child, args.work, args.parts)
+        return
+    print(f"load average before: {os.getloadavg()} on {os.cpu_count()} cores", flush=True)
+    spark = None
+    if not args.no_spark:
+        os.environ.setdefault("LAIONFLOW_SHUFFLE_PARTITIONS", str(os.cpu_count() or 2))
+        from laionflow.spark import spark_session
 
-    os.environ.setdefault("LAIONFLOW_SHUFFLE_PARTITIONS", "16")
-    os.environ.setdefault("LAIONFLOW_SPARK_DRIVER_MEMORY", "8g")
-    from laionflow.spark import spark_session
-
-    spark = spark_session("local[*]", app="bench-filter")
-    # warm the JVM (class loading, code generation) so both engines are measured warm
-    warm = Path(tempfile.mkdtemp(prefix="laionflow-bench-warm-"))
-    synth(warm / "laion400m" / "metadata" / "raw", 20_000)
-    spark_filter(warm, args.parts, spark)
-    shutil.rmtree(warm, ignore_errors=True)
+        spark = spark_session("local[*]", app="bench-filter")
+        # warm the JVM (class loading, code generation) so Spark is measured warm
+        warm = Path(tempfile.mkdtemp(prefix="laionflow-bench-warm-"))
+        synth(warm / "laion400m" / "metadata" / "raw", 20_000)
+        spark_filter(warm, args.parts, spark)
+        shutil.rmtree(warm, ignore_errors=True)
     for rows in (int(r) for r in args.rows.split(",")):
-        work = Path(tempfile.mkdtemp(prefix="laionflow-bench-filter-"))
-        raw = work / "laion400m" / "metadata" / "raw"
-        synth(raw, rows)
-        ours = spark_filter(work, args.parts, spark)
-        theirs = duckdb_filter(raw, work / "duck", args.parts)
-        print(
-            f"rows={rows:>10}  spark={ours:7.1f}s  duckdb={theirs:7.1f}s  "
-            f"ratio={ours / theirs:5.2f} (goal <= 2)  spark rows/s={rows / ours:,.0f}"
-        )
-        shutil.rmtree(work, ignore_errors=True)
-    spark.stop()
+        bench(rows, args, spark)
+    print(f"load average after: {os.getloadavg()}", flush=True)
+    if spark is not None:
+        spark.stop()
 
 
 if __name__ == "__main__":

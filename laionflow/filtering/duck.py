@@ -8,6 +8,8 @@ rules need), one streams the kept, deduplicated rows sorted by ``(part, digest, 
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import os
 import tempfile
 
@@ -15,7 +17,6 @@ from laionflow.filtering import sql
 from laionflow.filtering.sql import DUCKDB
 from laionflow.filtering.writer import write_parts
 from laionflow.recipes import Recipe
-from laionflow.schema import CANONICAL_TYPES
 
 #: DuckDB's limit; with the writer's buffers and the result batches the process stays < 2 GB
 MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
@@ -33,15 +34,39 @@ def _kind(duck_type: str) -> str:
     return "other"
 
 
-def _source(con, index: int, path: str, recipe: Recipe, needed: set[str]) -> str:
-    quoted = sql.literal(path, DUCKDB)
+def utf8_csv(path: str, scratch: str) -> str:
+    """``path``, or a copy with undecodable bytes replaced by U+FFFD where it has any: Spark's
+    csv reader decodes so (then ``invalid_caption``); DuckDB's would stop the job."""
+    opener = gzip.open if path.endswith(".gz") else open
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(16 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        return path
+    except UnicodeDecodeError:
+        fixed = os.path.join(scratch, f"{len(os.listdir(scratch))}-{os.path.basename(path)}")
+        fixed = fixed.removesuffix(".gz")
+        with opener(path, "rb") as src, open(fixed, "w", encoding="utf-8") as dst:
+            dst.write(src.read().decode("utf-8", errors="replace"))
+        return fixed
+
+
+def _source(con, index: int, path: str, recipe: Recipe, needed: set[str], scratch: str) -> str:
     csv = path.endswith((".csv", ".csv.gz"))
+    quoted = sql.literal(utf8_csv(path, scratch) if csv else path, DUCKDB)
     if csv:
-        reader = (
-            f"read_csv({quoted}, header=true, all_varchar=true, delim=',', quote='\"', "
-            "escape='\"', auto_detect=true)"
+        # numbered in file order while the order holds; the rest of the job runs unordered
+        con.execute("SET preserve_insertion_order = true")
+        con.execute(
+            f"CREATE TEMP TABLE csv{index} AS SELECT *, row_number() OVER () - 1 AS "
+            f"file_row_number FROM read_csv({quoted}, header=true, all_varchar=true, "
+            "delim=',', quote='\"', escape='\"', auto_detect=true)"
         )
-        position = "row_number() OVER ()"
+        con.execute("SET preserve_insertion_order = false")
+        reader = f"csv{index}"
+        position = "file_row_number"
     elif ".parquet" in path:
         reader = f"read_parquet({quoted}, file_row_number=true)"
         position = "file_row_number"
@@ -52,8 +77,6 @@ def _source(con, index: int, path: str, recipe: Recipe, needed: set[str]) -> str
     by_canonical = sql.source_columns(path, list(types), recipe.columns, needed)
     kinds = {src: _kind(types[src]) for src in by_canonical.values()}
     exprs = sql.normalise(by_canonical, kinds, DUCKDB, csv=csv)
-    if recipe.filter.shuffle:
-        position = "0"  # the order is the digest; no input position needed
     return f"SELECT {', '.join(exprs)}, {index} AS _src, {position} AS _pos FROM {reader}"
 
 
@@ -64,29 +87,27 @@ def connect(spill_dir: str):
         config={
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": spill_dir,
-            "preserve_insertion_order": True,
+            "preserve_insertion_order": False,  # ORDER BY decides
             "threads": os.cpu_count() or 1,
         }
     )
 
 
 def kept_query(recipe: Recipe) -> str:
-    """Deduplicated passing rows with ``_part``, sorted as the writer needs them."""
+    """Deduplicated passing rows with ``_part``, sorted as the writer needs them.
+
+    The same rows as the Spark job's ``min_by`` aggregate (the first in input order per key),
+    found the way DuckDB does fastest: the smallest position per key (an aggregate of one
+    integer), then a semi-join; the digest and the part are computed on the kept rows only."""
     cfg = recipe.filter
-    keys = list(cfg.dedup_keys)
-    rest = [c for c in CANONICAL_TYPES if c not in keys]
-    order = ["_h", *keys] if cfg.shuffle else ["_src", "_pos"]
-    carried = rest if cfg.shuffle else [*rest, "_src", "_pos"]
-    group = ["_part", "_h", *keys]
-    digest = sql.key_digest(recipe)
-    row = sql.smallest_row(carried, DUCKDB)
-    fields = ", ".join(f"_row.{c} AS {c}" for c in carried)
+    keys = ", ".join(cfg.dedup_keys)
+    order = f"_part, _h, {keys}" if cfg.shuffle else "_part, _k"
     return (
-        f"SELECT _part, {', '.join(group[1:])}, {fields} FROM ("
-        f"SELECT {', '.join(group)}, min({row}) AS _row FROM ("
+        f"WITH passed AS (SELECT *, {sql.position(DUCKDB)} AS _k FROM src "
+        "WHERE _reason IS NULL) "
         f"SELECT *, {sql.part_of('_h', cfg.num_parts, DUCKDB)} AS _part FROM ("
-        f"SELECT *, {digest} AS _h FROM src WHERE _reason IS NULL)) "
-        f"GROUP BY {', '.join(group)}) ORDER BY _part, {', '.join(order)}"
+        f"SELECT *, {sql.key_digest(recipe)} AS _h FROM passed WHERE _k IN ("
+        f"SELECT min(_k) FROM passed GROUP BY {keys})) ORDER BY {order}"
     )
 
 
@@ -97,7 +118,7 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
         con = connect(spill)
         try:
             union = " UNION ALL ".join(
-                _source(con, i, p, recipe, needed) for i, p in enumerate(files)
+                _source(con, i, p, recipe, needed, spill) for i, p in enumerate(files)
             )
             con.execute(
                 f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason "

@@ -6,9 +6,10 @@ either's defaults: number text must match a strict pattern before it is cast (Sp
 accept different spellings, and DuckDB rounds ``12.5`` to an int where Spark truncates);
 doubles are truncated explicitly before an int cast; NaN becomes null (it would pass
 ``similarity >= 0.3`` in both engines' orderings); ``x / 0`` is guarded (DuckDB gives inf, ANSI
-Spark raises); struct comparisons carry an explicit "is set" flag before every value (DuckDB
-orders a null field last, Spark first); the part and the order come from ``md5`` of the seed
-and the dedup keys, which both engines compute to the same hex digest.
+Spark raises); the kept one of several duplicates is the first in input order (an integer
+position: comparing whole rows would meet each engine's own null and float ordering); the
+part and the order come from ``md5`` of the seed and the dedup keys, the same hex digest in
+both engines.
 """
 
 from __future__ import annotations
@@ -190,12 +191,19 @@ def part_of(digest: str, num_parts: int, dialect: str) -> str:
     return f"CAST(CAST('0x' || {head} AS BIGINT) % {num_parts} AS INTEGER)"
 
 
-def smallest_row(columns: list[str], dialect: str) -> str:
-    """``min`` over this struct picks the kept row among duplicates: the smallest values in
-    column order, a missing value before any present one in both engines (the flags)."""
-    fields = []
-    for i, col in enumerate(columns):
-        fields += [(f"s{i}", f"{col} IS NOT NULL"), (col, col)]
+def first_row(columns: list[str], dialect: str) -> list[str]:
+    """Aggregates picking, among duplicates, the values of the first one in input order (file
+    order, then row order within the file): DuckDB's ``_pos`` is the file's row number, Spark's
+    ``(_blk, _pos)`` the split's start and the row's id within it. Each aggregate is named like
+    its column; ``_first`` is the kept row's position (the order when the shuffle is off)."""
+    key = position(dialect)
     if dialect == SPARK:
-        return "named_struct(" + ", ".join(f"'{n}', {e}" for n, e in fields) + ")"
-    return "struct_pack(" + ", ".join(f"{n} := {e}" for n, e in fields) + ")"
+        return [f"min_by({c}, {key}) AS {c}" for c in columns] + [f"min({key}) AS _first"]
+    return [f"arg_min({c}, {key}) AS {c}" for c in columns] + [f"min({key}) AS _first"]
+
+
+def position(dialect: str) -> str:
+    """A row's input position, ordered as file order then row order (unique per row)."""
+    if dialect == SPARK:
+        return "named_struct('s', _src, 'b', _blk, 'p', _pos)"
+    return "(_src * 1099511627776 + _pos)"  # 2^40 rows per file

@@ -9,7 +9,9 @@ engine write identical files, and memory stays at about one row group per open p
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +51,19 @@ class PartWriter:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        # encoding and compression (GIL released) run on one thread, in order, while the
+        # caller fetches the next batches from its engine; a few row groups in flight at most
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._inflight: deque[Future] = deque()
+
+    def _submit(self, fn, *args) -> None:
+        self._inflight.append(self._pool.submit(fn, *args))
+        while len(self._inflight) > 4 or (self._inflight and self._inflight[0].done()):
+            self._inflight.popleft().result()
+
+    def _drain(self) -> None:
+        while self._inflight:
+            self._inflight.popleft().result()
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -66,7 +81,11 @@ class PartWriter:
             self._flush(final=False)
 
     def close(self) -> dict[int, int]:
-        self._finish()
+        try:
+            self._finish()
+            self._drain()
+        finally:
+            self._pool.shutdown(wait=True)
         return self.rows
 
     def _open(self, part: int) -> None:
@@ -77,13 +96,14 @@ class PartWriter:
         fs.makedirs(self.out_dir)
         self._file = fs.open(f"{self.out_dir}/{part_name(part)}", "wb")
         self._writer = pq.ParquetWriter(self._file, SCHEMA, **OPTIONS)
+        self._drain()  # the previous part's file is complete before the next one starts
 
     def _flush(self, final: bool) -> None:
         while self._pending_rows >= ROW_GROUP or (final and self._pending_rows):
             table = pa.concat_tables(self._pending)
             n = min(ROW_GROUP, table.num_rows)
             group = table.slice(0, n).combine_chunks()
-            self._writer.write_table(group, row_group_size=ROW_GROUP)
+            self._submit(self._writer.write_table, group, ROW_GROUP)
             self.rows[self._part] += n
             rest = table.slice(n)
             self._pending = [rest] if rest.num_rows else []
@@ -93,8 +113,9 @@ class PartWriter:
         if self._writer is None:
             return
         self._flush(final=True)
-        self._writer.close()
-        self._file.close()
+        self._submit(self._writer.close)
+        self._submit(self._file.close)
+        self._drain()
         self._writer = self._file = None
         self._part = None
 

@@ -52,7 +52,8 @@ def _kind(data_type) -> str:
 
 def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: int = 0):
     """One raw file as a DataFrame of canonical columns (absent ones null) plus its input
-    position (``_src``, ``_blk``, ``_pos``: the order when ``filter.shuffle`` is off).
+    position (``_src``, ``_blk``, ``_pos``: which duplicate is kept, and the order when
+    ``filter.shuffle`` is off).
     Raises :class:`SchemaError` naming the file and column when a ``needed`` one is absent."""
     csv = path.endswith((".csv", ".csv.gz"))
     if csv:  # every value as text: the casts are the shared SQL's, not the reader's
@@ -65,8 +66,6 @@ def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: i
     by_canonical = sql.source_columns(path, df.columns, recipe.columns, needed)
     kinds = {f.name: _kind(f.dataType) for f in df.schema.fields}
     exprs = sql.normalise(by_canonical, kinds, SPARK, csv=csv)
-    if recipe.filter.shuffle:  # column pruning: no position columns to carry
-        return df.selectExpr(*exprs)
     return df.selectExpr(
         *exprs,
         f"{index} AS _src",
@@ -86,12 +85,11 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
     by_reason = {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
 
     # One exchange: rows go to their output part (the md5 of the dedup keys, so duplicates
-    # share a part); dedup is then an aggregate inside each partition, and its output is
-    # already in (part, digest, keys) order. The kept duplicate is the smallest row (shared SQL).
+    # share a part); dedup is then an aggregate inside each partition keeping the first row in
+    # input order (shared SQL), sorted within the partition as the writer needs.
     keys = list(cfg.dedup_keys)
     rest = [c for c in CANONICAL_TYPES if c not in keys]
-    carried = rest if cfg.shuffle else [*rest, "_src", "_blk", "_pos"]
-    order = ["_h", *keys] if cfg.shuffle else ["_src", "_blk", "_pos"]
+    order = ["_h", *keys] if cfg.shuffle else ["_first"]
     tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
     unique = (
         df.where(F.col("_reason").isNull())
@@ -99,8 +97,7 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
         .withColumn("_part", F.expr(sql.part_of("_h", cfg.num_parts, SPARK)))
         .repartition(tasks, "_part")
         .groupBy("_part", "_h", *keys)
-        .agg(F.expr(f"min({sql.smallest_row(carried, SPARK)})").alias("_row"))
-        .select("_part", "_h", *keys, *[F.col(f"_row.{c}").alias(c) for c in carried])
+        .agg(*[F.expr(e) for e in sql.first_row(rest, SPARK)])
         .sortWithinPartitions("_part", *order)
     )
     written = unique.mapInArrow(spark_writer(out_dir), "part int, rows long").collect()
