@@ -44,7 +44,7 @@ def photos(n: int, side: int = 384) -> list:
     from PIL import Image
     from skimage import data
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "motorcycle_left", "horse"]
+    names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse"]
     base = []
     for name in names:
         arr = getattr(data, name)()
@@ -75,8 +75,10 @@ def run_arch(args, device: str, dtype) -> tuple[float, int]:
 
     model, side = random_arch(args.arch, device, dtype)
     pixels = torch.randn(args.batch, 3, side, side, device=device, dtype=dtype)
-    bos = model.config.text_config.bos_token_id if args.arch.startswith("blip") else 101
-    ids = torch.full((args.batch, 1), bos or 1, device=device, dtype=torch.long)
+    text = model.config.text_config if args.arch.startswith("blip") else model.config
+    # BLIP drops the prompt's last token ([SEP]) before generating: give it [BOS, SEP]
+    prompt = [text.bos_token_id, text.sep_token_id] if args.arch.startswith("blip") else [101]
+    ids = torch.tensor([prompt] * args.batch, device=device, dtype=torch.long)
     gen = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "do_sample": False}
 
     def step() -> None:
