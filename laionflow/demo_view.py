@@ -134,7 +134,11 @@ class LiveView:
                     if state == "success":
                         row = part_result(task.task_id, self.root, part)
                         table.add_row(
-                            "", f"  part_{part:05d}", ProgressBar(1, 1, width=20), row, ""
+                            "",
+                            f"  part_{part:05d}",
+                            ProgressBar(1, 1, width=20, finished_style="green"),
+                            row,
+                            "",
                         )
                     elif p is not None and state == "running":
                         bar = ProgressBar(total=max(p.total, 1), completed=p.done, width=20)
