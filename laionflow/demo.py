@@ -181,7 +181,11 @@ def run_demo(
         conf = demo_conf(root_path, manifest.metadata_urls, str(model_path), parts)
         # the fixture server is on loopback, which the fetch guard refuses unless allowlisted
         env = {"LAIONFLOW_FETCH_ALLOW": server.allow_entry, **(extra_env or {})}
-        result, watch = _run_dag(root_path, conf, log_path, view, env)
+        try:
+            result, watch = _run_dag(root_path, conf, log_path, view, env)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; task logs: {log_path}", file=out)
+            return 130
     if result["state"] != "success":
         return _failure(result, watch, log_path, out)
     return _results(root_path, result["run_id"], fitted, log_path, out)
