@@ -3,10 +3,11 @@
 dag-processor, triggerer, a ``default`` and a ``gpu`` Celery worker, a Spark master and worker,
 SeaweedFS), every service from the compose file's own environment and command.
 
-One laion400m run, triggered over REST with its dataset root on SeaweedFS and the filter and
-download on the Spark cluster, goes through two faults: the Postgres server is restarted while
-the Spark download runs, and the ``gpu`` worker is SIGKILLed (with every process it started)
-while an ``embed`` task runs on it, then started again. The run must still succeed with the
+One laion400m run, triggered over REST with its dataset root on SeaweedFS and the filter on
+the Spark cluster (downloads are Celery tasks: the compose file says why), goes through two
+faults: the Postgres server is restarted while a download runs, and the ``gpu`` worker is
+SIGKILLed (with every process it started) while an ``embed`` task runs on it, then started
+again. The run must still succeed with the
 local run's ledger and embeddings, the killed task retried once and nothing duplicated.
 """
 
@@ -97,7 +98,7 @@ def faulty_run(cluster, corpus, checkpoint, pipeline):
             t["task_id"] == "download" and t["state"] == "running" for t in _tis(api, run_id)
         )
 
-    _wait_for("the Spark download running", download_running, poll=1)
+    _wait_for("a download running", download_running, poll=1)
     listening = cluster.listening()  # everything up, the Spark driver included
     cluster.postgres.restart()  # every connection of every service dropped mid-run
 
@@ -142,6 +143,8 @@ def test_gpu_tasks_ran_on_the_gpu_worker_and_the_rest_on_the_default_one(faulty_
     gpu_log, default_log = cluster.log("airflow-worker-gpu"), cluster.log("airflow-worker")
     ran = [t for t in tis if t["state"] == "success"]
     assert {t["task_id"] for t in ran} >= {"filter", "download", "embed", "scores", "index"}
+    spark_apps = cluster.spark.apps()
+    assert any(a.startswith("laionflow-filter") for a in spark_apps), spark_apps
     for ti in ran:
         expected = "gpu" if ti["task_id"] in GPU_TASKS else "default"
         assert ti["queue"] == expected, ti
