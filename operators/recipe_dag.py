@@ -90,20 +90,7 @@ def recipe_dag(
         available = MetadataAvailableSensor(task_id="metadata_available", config_path=config)
         part_list = parts(config)
         gate = estimate(planned, part_list)
-        tasks = {
-            name: stage_task(
-                recipe,
-                name,
-                config=config,
-                force=force,
-                parts=part_list,
-                # a GPU worker may be busy or short of memory: back off between tries
-                local_kwargs={"retry_exponential_backoff": True}
-                if name in ("embed", "recaption")
-                else None,
-            )
-            for name in stages
-        }
+        tasks = _stage_tasks(recipe, stages, config, force, part_list)
         available >> tasks["metadata"] >> tasks["filter"] >> part_list
         if prepackaged:
             _prepackaged_branch(recipe, planned, available)
@@ -112,6 +99,24 @@ def recipe_dag(
         for upstream, downstream in zip(chain, chain[1:], strict=False):
             upstream >> downstream
     return dag
+
+
+def _stage_tasks(recipe: str, stages: tuple, config: Any, force: Any, parts: Any) -> dict:
+    """The task of each stage, by name."""
+    return {
+        name: stage_task(
+            recipe,
+            name,
+            config=config,
+            force=force,
+            parts=parts,
+            # a GPU worker may be busy or short of memory: back off between tries
+            local_kwargs={"retry_exponential_backoff": True}
+            if name in ("embed", "recaption")
+            else None,
+        )
+        for name in stages
+    }
 
 
 def run_params(context: Any) -> dict:
