@@ -107,10 +107,14 @@ def _failure(result: dict, watch, log_path: Path, out: TextIO) -> int:
         for part, state in ([(-1, t.state)] if not t.mapped else sorted(t.parts.items()))
         if state == "failed"
     ]
-    for task_id, part in failed or [("?", -1)]:
+    for task_id, part in failed:
         where = f"{task_id}" + (f" (part_{part:05d})" if part >= 0 else "")
         print(f"task {where} failed; the last lines of its log:", file=out)
         for line in task_log(log_path, task_id, part):
+            print(f"  {line[:300]}", file=out)
+    if not failed:  # no task failed: the run itself did (Airflow could not start, a crash)
+        print("the last lines of the log:", file=out)
+        for line in log_path.read_text(errors="replace").splitlines()[-15:]:
             print(f"  {line[:300]}", file=out)
     print(f"full log: {log_path}", file=out)
     return 1
