@@ -63,7 +63,7 @@ def test_demo_through_a_pipe_prints_few_lines_and_finds_red(demo_root: Path):
 def test_demo_on_a_terminal_shows_progress_and_a_failed_tasks_log(demo_root: Path):
     """Under a pseudo-terminal: the live view (stages, per-part bars); the embed stage is
     killed by a planted failpoint, so the demo ends with that task's log tail and the log path."""
-    env = {**os.environ, "LAIONFLOW_FAILPOINTS": "embed.before_done", "COLUMNS": "140"}
+    env = {**os.environ, "LAIONFLOW_FAILPOINTS": "embed.before_done", "LANG": "C.UTF-8"}
     child = pexpect.spawn(
         BIN,
         [*ARGS, "--root", str(demo_root)],
@@ -89,3 +89,22 @@ def test_demo_on_a_terminal_shows_progress_and_a_failed_tasks_log(demo_root: Pat
     assert f"full log: {demo_root / 'demo.log'}" in rest
     assert "[DAG TEST]" not in shown  # task logs stay in the file
     assert "embed" in rest and rest.count("\n") >= 5  # the failed task's own log lines
+
+
+def test_the_view_reads_the_stages_own_progress_lines():
+    """The live bars come from :func:`laionflow.progress.line`; if its wording changes, this
+    fails instead of the bars silently disappearing."""
+    from laionflow.demo_watch import PROGRESS
+    from laionflow.progress import line
+
+    m = PROGRESS.search(
+        f"INFO laionflow.jobs.download: {line('download part_00003', 'urls', 40, 160, 8.0)}"
+    )
+    assert m and (m["stage"], m["part"], m["done"], m["total"], m["unit"]) == (
+        "download",
+        "00003",
+        "40",
+        "160",
+        "urls",
+    )
+    assert (float(m["rate"]), m["eta"]) == (5.0, "24s")
