@@ -124,6 +124,7 @@ def faces_class(detector: str, min_score: float) -> type:
                 from facenet_pytorch import MTCNN
 
                 self.mtcnn = MTCNN(keep_all=True, device=torch.device(device))
+                self.device_type = torch.device(device).type
 
         def forward(self, images: list[np.ndarray]) -> list[list[list[float]]]:
             if detector == "nudenet":
@@ -133,7 +134,9 @@ def faces_class(detector: str, min_score: float) -> type:
             for i, img in enumerate(images):  # MTCNN batches equal-size images only
                 by_size.setdefault(img.shape, []).append(i)
             for idx in by_size.values():
-                boxes, probs = self.mtcnn.detect(np.stack([images[i] for i in idx]))
+                # MTCNN's thresholds are tuned in float32: out of the stage's fp16 autocast
+                with torch.autocast(self.device_type, enabled=False):
+                    boxes, probs = self.mtcnn.detect(np.stack([images[i] for i in idx]))
                 for i, b, p in zip(idx, boxes, probs, strict=True):
                     keep = [] if b is None else [j for j, s in enumerate(p) if s >= min_score]
                     out[i] = [[round(float(v), 1) for v in b[j]] for j in keep]
