@@ -1,118 +1,233 @@
-"""What users do most, in a real browser: headless Chromium (Debian's ``chromium``, driven by
-Playwright) against the real api-server on 127.0.0.1 with the laionflow plugin loaded. Log in,
-open the laion400m trigger form, change a Param (image size), trigger, wait until the run shows
-success, check the run's conf carries the value, then open the run's "Dataset report" tab
-(the plugin's page in the UI's iframe) and find the plots and the ledger table. Screenshots
-land in the test's output folder."""
+"""What a person does first, in a real browser: ``laionflow up`` (what ``make up`` runs) started
+as a process, headless Chromium (Debian's ``chromium``, driven by Playwright) against its
+api-server on 127.0.0.1. Log in, open laion400m's trigger form and find the recipe's values in
+it (image size, resize mode, output format, TLS switch: recipe, then site defaults), change
+two Params (image size, part ids), trigger, watch the run succeed in the grid, open the run's
+"Dataset report" tab (the plugin's page in the UI's iframe); run the ``laionflow backfill``
+line that ``up`` printed for parts 1-2 and find exactly those two runs, by their native
+partition keys, in the UI's runs list. A second ``up`` on the same root refuses; Ctrl-C
+(SIGINT) leaves no process and no listening port. The services start once for all of it.
+
+Screenshots land in the test's tmp folder; with ``LAIONFLOW_README_SHOTS=docs/img`` they are
+also written there, small, as the README's images."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import unquote
 
+import psutil
 import pytest
-import requests
 
 from laionflow import fs
-from laionflow.testing.airflow_services import AirflowServices
-from tests.helpers import small_overrides
+from laionflow.backfill import AirflowApi
 
 CHROMIUM = os.environ.get("LAIONFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+LAIONFLOW = [sys.executable, "-m", "laionflow"]
+BANNER = re.compile(r"Airflow UI: (\S+)\s+user: (\S+)\s+password: (\S+)")
+
+
+def _wait_banner(proc: subprocess.Popen, log: Path, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        found = BANNER.search(text)
+        if found and "backfill:" in text:
+            line = next(x for x in text.splitlines() if x.startswith("backfill:"))
+            url, user, password = found.groups()
+            return {"url": url, "user": user, "password": password, "backfill": line[9:].strip()}
+        assert proc.poll() is None, f"laionflow up exited {proc.returncode}:\n{text}"
+        time.sleep(1)
+    raise TimeoutError(f"no banner from laionflow up:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, corpus, checkpoint, fixture_server):
-    home = tmp_path_factory.mktemp("browser")
-    # the site's defaults: where data goes, the fixture's metadata, the tiny local model —
-    # so the trigger form, as a user leaves it, runs offline
-    site = small_overrides(home / "data", corpus, checkpoint)
-    (home / "site.json").write_text(json.dumps(site))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LAIONFLOW_SITE_OVERRIDES", str(home / "site.json"))
-    try:
-        svc = AirflowServices(home / "airflow").start()
-    finally:
-        mp.undo()
-    yield svc, home
-    svc.stop()
-    assert all(p.poll() is not None for p in svc.procs.values())
+def up(tmp_path_factory):
+    """``laionflow up`` on a fresh root, its own session: Ctrl-C is a signal to its PID."""
+    home = tmp_path_factory.mktemp("up")
+    log = home / "up.log"
+    cmd = [*LAIONFLOW, "up", "--root", str(home / "root"), "--rows", "320", "--port", "0"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    info = {**_wait_banner(proc, log), "proc": proc, "home": home, "log": log}
+    info["api"] = AirflowApi(info["url"], username=info["user"], password=info["password"])
+    yield info
+    if proc.poll() is None:  # a test failed before the Ctrl-C test
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
-def page(ui):
+def page(up):
     from playwright.sync_api import sync_playwright
 
-    svc, _ = ui
     with sync_playwright() as p:
         assert os.path.exists(CHROMIUM), "chromium missing: `make test` installs it (scripts/)"
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg = browser.new_page(viewport={"width": 1280, "height": 860})
         pg.set_default_timeout(30_000)
-        pg.goto(f"{svc.url}/")
-        pg.locator("input[name=username]").fill(svc.user)
-        pg.locator("input[name=password]").fill(svc.password)
+        pg.goto(f"{up['url']}/")
+        pg.locator("input[name=username]").fill(up["user"])
+        pg.locator("input[name=password]").fill(up["password"])
         pg.get_by_role("button", name="Sign in").click()
-        pg.wait_for_url(f"{svc.url}/")
+        pg.wait_for_url(f"{up['url']}/")
         yield pg
         browser.close()
 
 
-def _run_state(svc: AirflowServices, run_id: str) -> str:
-    from laionflow.backfill import AirflowApi
+def _shot(page, folder: Path, name: str, **kwargs) -> Path:
+    """A screenshot in the test's folder; a small copy (64 colours) for the README when
+    ``$LAIONFLOW_README_SHOTS`` names a folder."""
+    path = folder / name
+    page.screenshot(path=str(path), **kwargs)
+    if os.environ.get("LAIONFLOW_README_SHOTS"):
+        readme_copy(path, Path(os.environ["LAIONFLOW_README_SHOTS"]))
+    return path
 
-    return AirflowApi(svc.url, username=svc.user, password=svc.password).run_state(
-        "laion400m", run_id
+
+def readme_copy(shot: Path, folder: Path) -> Path:
+    """A screenshot as the README shows it: at most 1000 px wide, 64 colours (~50 KB)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.open(shot).convert("RGB")
+    img.thumbnail((1000, 1000))
+    img.quantize(colors=64).save(folder / shot.name, optimize=True)
+    return folder / shot.name
+
+
+def test_second_up_on_the_same_root_refuses(up):
+    again = subprocess.run(
+        [*LAIONFLOW, "up", "--root", str(up["home"] / "root"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert again.returncode == 1
+    assert "already running" in again.stderr and str(up["proc"].pid) in again.stderr
+    assert up["proc"].poll() is None  # the first one is untouched
+    record = json.loads((up["home"] / "root" / "up.json").read_text())
+    assert record["pid"] == up["proc"].pid and record["url"] == up["url"]
 
 
-def test_trigger_form_run_and_report_in_the_ui(ui, page, tmp_path, corpus):
-    svc, home = ui
-    page.goto(f"{svc.url}/dags/laion400m")
+def test_form_shows_the_recipe_then_runs_and_reports(up, page, tmp_path):
+    page.goto(f"{up['url']}/dags/laion400m")
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Images", exact=True).click()  # the form's section
+    # the effective values: laion400m's recipe (256 px, border, webdataset, TLS verified)
+    assert dialog.get_by_label("Image size").input_value() == "256"
+    assert dialog.locator("input[name=element_resize_mode]").input_value() == "border"
+    assert dialog.locator("input[name=element_output_format]").input_value() == "webdataset"
+    assert dialog.locator("input[name=element_ssl_verify]").is_checked()
+    # ... then the site defaults `up` wrote (one download process, the tiny local model)
+    assert dialog.locator("input[name=element_processes]").input_value() == "1"
     dialog.get_by_label("Image size").fill("40")
-    page.screenshot(path=str(tmp_path / "trigger-form.png"))
+    _shot(page, tmp_path, "trigger-form.png")
+    dialog.get_by_text("Where", exact=True).click()
+    dialog.locator(".monaco-editor .view-lines").first.click()  # "Part ids": part 0 only
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text("[0]")
     dialog.get_by_role("button", name="Trigger").click()
     page.wait_for_url(re.compile(r".*/dags/laion400m/runs/.+"))
     run_id = unquote(page.url.rsplit("/runs/", 1)[1])
 
-    deadline = time.monotonic() + 900
-    while _run_state(svc, run_id) not in ("success", "failed"):
-        assert time.monotonic() < deadline, "run did not finish"
-        time.sleep(5)
+    assert up["api"].wait("laion400m", run_id, timeout=900, poll=3) == "success"
     page.reload()
     page.get_by_text("Success", exact=True).first.wait_for()  # the run's state badge
-    page.screenshot(path=str(tmp_path / "run-succeeded.png"))
-    assert _run_state(svc, run_id) == "success"
-
-    from laionflow.backfill import AirflowApi
-
-    api = AirflowApi(svc.url, username=svc.user, password=svc.password)
-    run = requests.get(
-        f"{svc.url}/api/v2/dags/laion400m/dagRuns/{run_id}", headers=api._headers(), timeout=30
-    ).json()
-    assert run["conf"]["image_size"] == 40  # the changed Param reached the run
+    _shot(page, tmp_path, "grid.png")
+    run = next(r for r in up["api"].runs("laion400m") if r["dag_run_id"] == run_id)
+    assert run["conf"]["image_size"] == 40 and run["conf"]["part_ids"] == [0]
 
     page.get_by_text("Dataset report", exact=True).first.click()
     frame = page.frame_locator("iframe").first
     ledger = frame.locator("table#ledger")
     ledger.wait_for()
     assert frame.locator("figure svg").count() == 8
-    led = fs.read_json(f"{home}/data/laion400m/summary.json")["ledger"]
+    data = up["home"] / "root" / "data" / "laion400m"
+    led = fs.read_json(f"{data}/summary.json")["ledger"]
     text = ledger.inner_text()
     assert str(led["raw_rows"]) in text and str(led["downloaded"]) in text
-    assert led["raw_rows"] == corpus.rows
-    page.screenshot(path=str(tmp_path / "dataset-report.png"), full_page=True)
-    assert (tmp_path / "dataset-report.png").stat().st_size > 10_000
+    manifest = json.loads((up["home"] / "root/fixture/laion400m/manifest.json").read_text())
+    assert led["raw_rows"] == manifest["rows"]  # the recipe's hf:// URLs reached the fixture
+    assert sorted(p.name for p in (data / "images").glob("part_*_summary.json")) == [
+        "part_00000_summary.json"  # the form's part ids chose the part
+    ]
+    _shot(page, tmp_path, "dataset-report.png")
 
 
-def test_plugin_nav_page_lists_the_run(ui, page):
-    svc, _ = ui
-    page.goto(f"{svc.url}/laionflow/")
+def test_backfill_line_makes_exactly_two_runs_by_part(up, page, tmp_path):
+    env_words = shlex.split(up["backfill"])
+    env = dict(os.environ)
+    while "=" in env_words[0]:
+        key, _, value = env_words.pop(0).partition("=")
+        env[key] = value
+    assert env_words[:2] == ["laionflow", "backfill"]
+    cmd = [*LAIONFLOW, *env_words[1:], "--conf", '{"image_size": 40}', "--wait"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    keyed = {r["partition_key"]: r for r in up["api"].runs("laion400m") if r["partition_key"]}
+    assert sorted(keyed) == ["part_00001", "part_00002"]
+    assert keyed["part_00001"]["conf"]["part_ids"] == [1]
+    assert keyed["part_00002"]["conf"]["part_ids"] == [2]
+    # the runs list, filtered by partition key as a person would, shows exactly those runs
+    page.goto(f"{up['url']}/dags/laion400m/runs?partition_key_pattern=part_0000")
+    for key in ("part_00001", "part_00002"):
+        page.get_by_text(keyed[key]["dag_run_id"]).wait_for()
+    page.goto(f"{up['url']}/dags/laion400m/runs?partition_key_pattern=part_00001")
+    page.get_by_text(keyed["part_00001"]["dag_run_id"]).wait_for()
+    assert page.get_by_text(keyed["part_00002"]["dag_run_id"]).count() == 0
+    page.goto(f"{up['url']}/dags/laion400m/runs/{keyed['part_00002']['dag_run_id']}")
+    page.get_by_text("part_00002", exact=True).first.wait_for()  # the run's Partition Key
+    _shot(page, tmp_path, "grid-by-part.png")
+
+
+def test_plugin_nav_page_lists_the_runs(up, page):
+    page.goto(f"{up['url']}/laionflow/")
     page.get_by_text("laionflow recipes and runs").wait_for()
-    assert page.locator("a[href^='runs/laion400m/']").count() >= 1
+    assert page.locator("a[href^='runs/laion400m/']").count() >= 3
+
+
+def _listening_ports(procs: list) -> set[int]:
+    ports = set()
+    for proc in procs:
+        try:
+            ports |= {
+                c.laddr.port for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN
+            }
+        except psutil.NoSuchProcess:
+            continue
+    return ports
+
+
+def _alive(proc) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_ctrl_c_stops_every_process_and_port(up):
+    proc = up["proc"]
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    ports = _listening_ports(tree)
+    assert int(up["url"].rsplit(":", 1)[1]) in ports and len(tree) >= 5
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 0
+    assert [p.pid for p in tree if _alive(p)] == []
+    listening = {
+        c.laddr.port for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN
+    }
+    assert ports and not ports & listening
+    assert "stopped" in up["log"].read_text()
+    assert not (up["home"] / "root" / "up.json").exists()
