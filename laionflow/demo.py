@@ -114,7 +114,8 @@ def _failure(result: dict, watch, log_path: Path, out: TextIO) -> int:
             print(f"  {line[:300]}", file=out)
     if not failed:  # no task failed: the run itself did (Airflow could not start, a crash)
         print("the last lines of the log:", file=out)
-        for line in log_path.read_text(errors="replace").splitlines()[-15:]:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        for line in text.splitlines()[-15:]:
             print(f"  {line[:300]}", file=out)
     print(f"full log: {log_path}", file=out)
     return 1
