@@ -107,12 +107,20 @@ def faulty_run(cluster, corpus, checkpoint, pipeline):
     part = int(stage.cmdline()[stage.cmdline().index("--part") + 1])
     stage.suspend()  # held where it is: the worker dies with the task certainly running
     cluster.kill(gpu)
-    assert not stage.is_running()
+    assert _dead(stage)
     cluster.restart(gpu)
     state = api.wait("laion400m", run_id, timeout=900)
     return {"api": api, "run_id": run_id, "state": state, "listening": listening,
             "killed_part": part, "root": f"{root}/laion400m",
             "restarts": list(cluster.restarts)}  # fmt: skip
+
+
+def _dead(proc: psutil.Process) -> bool:
+    """Gone, or a zombie (killed; its parent died too, and nothing has reaped it yet)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _dag_known(api) -> bool:
