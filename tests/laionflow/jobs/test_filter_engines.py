@@ -73,6 +73,8 @@ def synthetic(raw: str, n: int = 90) -> int:
             "lang": pick(["en", "de", "", "fr"]),
         }
     ).to_csv(f"{raw}/b.csv", index=False)
+    with open(f"{raw}/b.csv", "ab") as fh:  # undecodable bytes: U+FFFD in both engines
+        fh.write(b"http://h/u.jpg,bad \xff\xfe bytes,100,100,0.5,0.1,5.5,en\n")
     pq.write_table(
         pa.table(
             {
@@ -101,7 +103,7 @@ def synthetic(raw: str, n: int = 90) -> int:
         ),
         f"{raw}/d.parquet",
     )
-    return 4 * n
+    return 4 * n + 1
 
 
 RULES = [
