@@ -131,30 +131,39 @@ def main() -> None:
     tars = build_tars(folder, args.samples, args.workers)
     print(f"wrote {args.samples} samples in {len(tars)} tars in {time.perf_counter() - t:.1f} s")
     device = clip_model.pick_device(args.device)
-    ours, whole = [], []
-    for _ in range(args.runs):
+    model = preprocess = tokenizer = None
+    if not args.skip_guide:
+        model, preprocess, tokenizer = clip_model.load(recipe.clip, device)
+    ours, whole, guide = [], [], []
+    for _ in range(args.runs):  # interleaved, so drift in the machine hits both alike
+        if model is not None:
+            guide.append(
+                guide_loader(tars, model, preprocess, tokenizer, args.batch, args.workers, device)
+            )
         summary = embed.run(recipe, 0, force=True)
         ours.append(summary["inference_samples_per_s"])
         whole.append(summary["samples_per_s"])
+        print(
+            f"run {len(ours)}: ours {ours[-1]:.0f}" + (f", guide {guide[-1]:.0f}" if guide else "")
+        )
     print(
         f"model={args.model} device={device} samples={summary['rows']} batch={args.batch} "
         f"workers={args.workers} runs={args.runs}"
     )
+    _line("laionflow embed, decode->model (samples/s)", ours)
+    _line("laionflow embed, whole stage incl. model load + writes", whole)
+    if guide:
+        _line("LAION-5B guide loader (float32, PIL decode)", guide)
+        _line("ratio ours/guide, run by run", [o / g for o, g in zip(ours, guide, strict=True)])
+
+
+def _line(label: str, values: list[float]) -> None:
+    fmt = "{:.3f}" if max(values) < 10 else "{:.0f}"
+    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
     print(
-        "laionflow embed, decode→model (samples/s) min/median/max: "
-        f"{min(ours):.0f} / {statistics.median(ours):.0f} / {max(ours):.0f}"
+        f"{label}: min/median/max {low} / {mid} / {high}   all: "
+        + " ".join(fmt.format(v) for v in values)
     )
-    print(
-        "laionflow embed, whole stage incl. model load + writes: "
-        f"{min(whole):.0f} / {statistics.median(whole):.0f} / {max(whole):.0f}"
-    )
-    if not args.skip_guide:
-        model, preprocess, tokenizer = clip_model.load(recipe.clip, device)
-        base = guide_loader(tars, model, preprocess, tokenizer, args.batch, args.workers, device)
-        print(
-            f"LAION-5B guide loader (float32, PIL): {base:.0f} samples/s; "
-            f"ratio median ours/guide {statistics.median(ours) / base:.2f}"
-        )
 
 
 if __name__ == "__main__":
