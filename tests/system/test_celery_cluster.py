@@ -100,6 +100,7 @@ def faulty_run(cluster, corpus, checkpoint, pipeline):
 
     _wait_for("a download running", download_running, poll=1)
     listening = cluster.listening()  # everything up, the Spark driver included
+    running = {(t["task_id"], t["map_index"]) for t in _tis(api, run_id) if t["state"] == "running"}
     cluster.postgres.restart()  # every connection of every service dropped mid-run
 
     gpu = "airflow-worker-gpu"
@@ -112,7 +113,7 @@ def faulty_run(cluster, corpus, checkpoint, pipeline):
     state = api.wait("laion400m", run_id, timeout=900)
     return {"api": api, "run_id": run_id, "state": state, "listening": listening,
             "killed_part": part, "root": f"{root}/laion400m",
-            "restarts": list(cluster.restarts)}  # fmt: skip
+            "restarts": list(cluster.restarts), "running_at_db_restart": running}  # fmt: skip
 
 
 def _dead(proc: psutil.Process) -> bool:
@@ -164,10 +165,19 @@ def test_gpu_tasks_ran_on_the_gpu_worker_and_the_rest_on_the_default_one(faulty_
 def test_killed_embed_is_retried_once_and_nothing_else_is(faulty_run):
     api, run_id, part = faulty_run["api"], faulty_run["run_id"], faulty_run["killed_part"]
     tis = _tis(api, run_id)
+    # a task running across the Postgres restart may lose its state update and be retried
+    # once (seen: a download, try 2); everything else runs exactly once
+    across_restart = faulty_run["running_at_db_restart"]
     for ti in tis:
-        expected = 2 if (ti["task_id"], ti["map_index"]) == ("embed", part) else 1
-        if ti["state"] == "success":
-            assert ti["try_number"] == expected, ti
+        key = (ti["task_id"], ti["map_index"])
+        if ti["state"] != "success":
+            continue
+        if key == ("embed", part):
+            assert ti["try_number"] == 2, ti
+        elif key in across_restart:
+            assert ti["try_number"] <= 2, ti
+        else:
+            assert ti["try_number"] == 1, ti
     tries = requests.get(
         f"{api.url}/api/v2/dags/laion400m/dagRuns/{run_id}/taskInstances/embed/{part}/tries",
         headers=api._headers(),
