@@ -100,7 +100,8 @@ def faulty_run(cluster, corpus, checkpoint, pipeline):
 
     _wait_for("a download running", download_running, poll=1)
     listening = cluster.listening()  # everything up, the Spark driver included
-    running = {(t["task_id"], t["map_index"]) for t in _tis(api, run_id) if t["state"] == "running"}
+    in_flight = ("running", "queued", "scheduled")  # all may be reset by the scheduler restart
+    running = {(t["task_id"], t["map_index"]) for t in _tis(api, run_id) if t["state"] in in_flight}
     cluster.postgres.restart()  # every connection of every service dropped mid-run
 
     gpu = "airflow-worker-gpu"
