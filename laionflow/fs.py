@@ -13,13 +13,33 @@ from typing import IO, Any
 import fsspec
 
 
+def storage_options(path: str) -> dict[str, str]:
+    """The S3 endpoint and credentials of this moment's environment, passed explicitly.
+
+    fsspec caches one file-system instance per set of constructor arguments; an ``s3://``
+    instance built from the environment alone is reused after ``AWS_*`` change (another
+    connection, rotated keys, a different endpoint) and keeps talking to the old ones. With
+    the values as arguments, each distinct set gets its own cached instance.
+    """
+    if not path.startswith(("s3://", "s3a://")):
+        return {}
+    env = os.environ
+    opts = {
+        "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        "key": env.get("AWS_ACCESS_KEY_ID"),
+        "secret": env.get("AWS_SECRET_ACCESS_KEY"),
+        "token": env.get("AWS_SESSION_TOKEN"),
+    }
+    return {k: v for k, v in opts.items() if v}
+
+
 def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, _, paths = fsspec.get_fs_token_paths(path)
+    fs, _, paths = fsspec.get_fs_token_paths(path, storage_options=storage_options(path))
     return fs, paths[0]
 
 
 def open(path: str, mode: str = "rb", **kwargs: Any) -> IO:  # noqa: A001 - mirrors fsspec
-    return fsspec.open(path, mode, **kwargs).open()
+    return fsspec.open(path, mode, **(storage_options(path) | kwargs)).open()
 
 
 def exists(path: str) -> bool:
@@ -88,7 +108,7 @@ def move(src: str, dst: str) -> None:
 
 
 def _gopen_fsspec(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> IO:
-    return fsspec.open(url, mode).open()
+    return fsspec.open(url, mode, **storage_options(url)).open()
 
 
 def webdataset_urls(paths: list[str]) -> list[str]:
