@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml constraints.txt scripts/check_java.sh scripts/ensure_ch
 	@scripts/ensure_services.sh
 	@echo "laionflow: setting up $(VENV) (the pinned set; a few minutes, quiet unless it fails)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
-	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps facenet-pytorch rapidocr-onnxruntime
+	@$(PY) -m pip install -qq --disable-pip-version-check --upgrade pip setuptools wheel
+	@$(PY) -m pip install -qq --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install -qq --disable-pip-version-check -c constraints.txt --no-deps facenet-pytorch rapidocr-onnxruntime
 	@$(PY) -m laionflow.setup.torchvision_cpu >/dev/null
 	@touch $@
 
