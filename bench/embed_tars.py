@@ -76,26 +76,12 @@ def build_tars(folder: str, samples: int, workers: int) -> list[str]:
 def guide_loader(
     tars: list[str], model, preprocess, tokenizer, batch: int, workers: int, device: str
 ) -> float:
-    """clip-retrieval's reader, float32, on ``device``: samples/s."""
-    import torch
-    import webdataset as wds
+    """clip-retrieval's reader (``bench/embed.py``'s baseline) on ``device``: samples/s."""
+    from embed import baseline  # bench/ is this script's folder, first on sys.path
 
-    ds = (
-        wds.WebDataset([f"file:{t}" for t in tars], shardshuffle=False, empty_check=False)
-        .decode("pil")
-        .to_tuple("jpg", "txt")
-        .map_tuple(preprocess, lambda t: t)
-    )
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers)
-    n, t = 0, time.perf_counter()
-    with torch.no_grad():
-        for images, texts in loader:
-            model.encode_image(images.to(device))
-            model.encode_text(tokenizer(list(texts)).to(device))
-            n += len(images)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t)
+    started = time.perf_counter()
+    n = baseline(tars, model, preprocess, tokenizer, batch, workers, device)
+    return n / (time.perf_counter() - started)
 
 
 def main() -> None:
