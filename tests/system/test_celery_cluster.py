@@ -4,7 +4,7 @@ dag-processor, triggerer, a ``default`` and a ``gpu`` Celery worker, a Spark mas
 SeaweedFS), every service from the compose file's own environment and command.
 
 One laion400m run, triggered over REST with its dataset root on SeaweedFS and the filter on
-the Spark cluster (downloads are Celery tasks: the compose file says why), goes through two
+the Spark cluster, the download too (img2dataset's pyspark distributor), goes through two
 faults: the Postgres server is restarted while a download runs, and the ``gpu`` worker is
 SIGKILLed (with every process it started) while an ``embed`` task runs on it, then started
 again. The run must still succeed with the
@@ -155,6 +155,7 @@ def test_gpu_tasks_ran_on_the_gpu_worker_and_the_rest_on_the_default_one(faulty_
     assert {t["task_id"] for t in ran} >= {"filter", "download", "embed", "scores", "index"}
     spark_apps = cluster.spark.apps()
     assert any(a.startswith("laionflow-filter") for a in spark_apps), spark_apps
+    assert any(a.startswith("laionflow-download") for a in spark_apps), spark_apps
     for ti in ran:
         expected = "gpu" if ti["task_id"] in GPU_TASKS else "default"
         assert ti["queue"] == expected, ti
