@@ -6,6 +6,8 @@ subprocesses start sessions of their own)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 import psutil
 
@@ -30,6 +32,19 @@ def kill_tree(pid: int, sig: int) -> None:
             p.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
+
+
+def stop_group(proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Stop a server started in its own session: SIGTERM to its process group, SIGKILL if it
+    is still there after ``timeout`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def descendants(pids: list[int]) -> dict[int, float]:

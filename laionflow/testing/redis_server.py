@@ -4,14 +4,13 @@ with the command that installs it."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from laionflow.testing import procs
 from laionflow.testing.airflow_services import free_port
 
 INSTALL = "apt-get install -y redis-server  (or: make setup as root, scripts/ensure_services.sh)"
@@ -64,14 +63,7 @@ class RedisServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        procs.stop_group(self.proc)
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -12,12 +12,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from laionflow.testing import procs
 from laionflow.testing.airflow_services import free_port
 
 
@@ -130,14 +130,7 @@ class SeaweedS3:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        procs.stop_group(self.proc)
 
     def __enter__(self) -> SeaweedS3:
         return self.start()
