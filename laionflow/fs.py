@@ -53,8 +53,14 @@ def makedirs(path: str) -> None:
 
 
 def ls(path: str) -> list[str]:
-    """Sorted entries under ``path`` (full paths, same protocol), empty if it does not exist."""
+    """Sorted entries under ``path`` (full paths, same protocol), empty if it does not exist.
+
+    Always listed afresh: the folders laionflow lists are written by other processes (spawned
+    download workers, Spark executors), and an s3fs instance, shared by every thread of this
+    process, would otherwise answer from a listing cached mid-download ("N input rows but 0 in
+    complete shards" after a Spark download to an ``s3://`` root)."""
     fs, p = filesystem(path)
+    fs.invalidate_cache(p)
     if not fs.exists(p):
         return []
     proto = path.split("://")[0] + "://" if "://" in path else ""

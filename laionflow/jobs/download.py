@@ -167,12 +167,6 @@ def fetch(
             incremental_mode=mode,
             enable_wandb=False,
         )
-    # The shards were written by other processes (spawned workers, Spark executors), but this
-    # process's s3fs instance is shared by all its threads and caches listings for good: the
-    # progress poller's listing from mid-download would be the reconciliation's too ("N input
-    # rows but 0 in complete shards"). Forget it, so what follows lists the bucket itself.
-    fsys, path = fs.filesystem(out)
-    fsys.invalidate_cache(path)
 
 
 def publish_summary(recipe: Recipe, part: int, expected: int, seconds: float, **extra) -> dict:
