@@ -21,6 +21,17 @@ class InjectedFailure(RuntimeError):
     """A transient failure injected by ``<point>.once``."""
 
 
+def _marker(folder: str | None, name: str, key: str) -> str:
+    digest = hashlib.sha1(f"{name}|{key}".encode()).hexdigest()[:16]
+    return os.path.join(folder or tempfile.gettempdir(), f"failpoint-{digest}")
+
+
+def spend(folder: str, name: str, key: str) -> None:
+    """Mark ``<name>.once`` as already failed for ``key``: a test plants the fault for some
+    keys only (the others go through on their first try)."""
+    os.close(os.open(_marker(folder, name, key), os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def hit(name: str, key: str = "") -> None:
     spec = os.environ.get("LAIONFLOW_FAILPOINTS")
     if not spec:
@@ -29,10 +40,9 @@ def hit(name: str, key: str = "") -> None:
     if name in points:
         os.kill(os.getpid(), signal.SIGKILL)
     if f"{name}.once" in points:
-        folder = os.environ.get("LAIONFLOW_FAILPOINTS_DIR") or tempfile.gettempdir()
-        digest = hashlib.sha1(f"{name}|{key}".encode()).hexdigest()[:16]
+        marker = _marker(os.environ.get("LAIONFLOW_FAILPOINTS_DIR"), name, key)
         try:
-            os.close(os.open(os.path.join(folder, f"failpoint-{digest}"), os.O_CREAT | os.O_EXCL))
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return  # failed once already: this attempt goes through
         raise InjectedFailure(f"failpoint {name}.once: injected transient failure ({key})")

@@ -5,8 +5,14 @@ it (image size, resize mode, output format, TLS switch: recipe, then site defaul
 two Params (image size, part ids), trigger, watch the run succeed in the grid, open the run's
 "Dataset report" tab (the plugin's page in the UI's iframe); run the ``laionflow backfill``
 line that ``up`` printed for parts 1-2 and find exactly those two runs, by their native
-partition keys, in the UI's runs list. A second ``up`` on the same root refuses; Ctrl-C
-(SIGINT) leaves no process and no listening port. The services start once for all of it.
+partition keys, in the UI's runs list, and a second backfill of them find nothing to do. A
+second ``up`` on the same root refuses; Ctrl-C (SIGINT) leaves no process and no listening port.
+
+The same services carry the REST checks: a token is required, invalid trigger input is
+refused with the field's name, and every listener is on 127.0.0.1. A transient fault is
+planted (part 0's ``annotate`` fails on its first try), so the form's run also shows the
+retry policy at work through the REST API: that task failed once, was retried, and succeeded.
+The services start once for all of it.
 
 Screenshots land in the test's tmp folder; with ``LAIONFLOW_README_SHOTS=docs/img`` they are
 also written there, small, as the README's images."""
@@ -30,6 +36,7 @@ import pytest
 
 from laionflow import fs
 from laionflow.backfill import AirflowApi
+from laionflow.failpoints import spend
 
 CHROMIUM = os.environ.get("LAIONFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LAIONFLOW = [sys.executable, "-m", "laionflow"]
@@ -56,8 +63,20 @@ def up(tmp_path_factory):
     home = tmp_path_factory.mktemp("up")
     log = home / "up.log"
     cmd = [*LAIONFLOW, "up", "--root", str(home / "root"), "--rows", "320", "--port", "0"]
+    failpoints = home / "failpoints"  # part 0's annotate fails once: the retry policy's test
+    failpoints.mkdir()
+    for part in (1, 2):  # the backfill's parts go through on their first try
+        images = home.resolve() / "root" / "data" / "laion400m" / "images" / f"part_{part:05d}"
+        spend(str(failpoints), "annotate.start", str(images))
+    env = {
+        **os.environ,
+        "LAIONFLOW_FAILPOINTS": "annotate.start.once",
+        "LAIONFLOW_FAILPOINTS_DIR": str(failpoints),
+    }
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
     info = {**_wait_banner(proc, log), "proc": proc, "home": home, "log": log}
     info["api"] = AirflowApi(info["url"], username=info["user"], password=info["password"])
     yield info
@@ -148,6 +167,7 @@ def test_form_shows_the_recipe_then_runs_and_reports(up, page, tmp_path):
     _shot(page, tmp_path, "grid.png")
     run = next(r for r in up["api"].runs("laion400m") if r["dag_run_id"] == run_id)
     assert run["conf"]["image_size"] == 40 and run["conf"]["part_ids"] == [0]
+    _assert_annotate_retried_once(up, run_id)
 
     page.get_by_text("Dataset report", exact=True).first.click()
     frame = page.frame_locator("iframe").first
@@ -163,7 +183,43 @@ def test_form_shows_the_recipe_then_runs_and_reports(up, page, tmp_path):
     assert sorted(p.name for p in (data / "images").glob("part_*_summary.json")) == [
         "part_00000_summary.json"  # the form's part ids chose the part
     ]
+    assert led["balanced"] and led["embedding_rows"] == led["downloaded"] == led["index_size"] > 0
+    assert _largest_side_in_shard(data / "images" / "part_00000" / "00000.tar") == 40
     _shot(page, tmp_path, "dataset-report.png")
+
+
+def _assert_annotate_retried_once(up, run_id: str) -> None:
+    """The planted transient fault, seen through the REST API: each mapped ``annotate`` failed
+    on its first try and succeeded on the retry its policy allows; ``download`` ran once."""
+    import requests
+
+    api = up["api"]
+    base = f"{up['url']}/api/v2/dags/laion400m/dagRuns/{run_id}"
+    tis = requests.get(
+        f"{base}/taskInstances", params={"limit": 100}, headers=api._headers(), timeout=30
+    ).json()["task_instances"]
+    annotate = [t for t in tis if t["task_id"] == "annotate"]
+    assert annotate, tis
+    for ti in annotate:
+        assert ti["state"] == "success" and ti["try_number"] == 2, ti
+        tries = requests.get(
+            f"{base}/taskInstances/annotate/{ti['map_index']}/tries",
+            headers=api._headers(),
+            timeout=30,
+        ).json()["task_instances"]
+        states = [t["state"] for t in sorted(tries, key=lambda t: t["try_number"])]
+        assert states == ["failed", "success"], tries
+    assert all(t["try_number"] == 1 for t in tis if t["task_id"] == "download")
+
+
+def _largest_side_in_shard(tar_path: Path) -> int:
+    import tarfile
+
+    from PIL import Image
+
+    with tarfile.open(tar_path) as tar:
+        jpg = next(m for m in tar.getmembers() if m.name.endswith(".jpg"))
+        return max(Image.open(tar.extractfile(jpg)).size)
 
 
 def test_backfill_line_makes_exactly_two_runs_by_part(up, page, tmp_path):
@@ -190,6 +246,39 @@ def test_backfill_line_makes_exactly_two_runs_by_part(up, page, tmp_path):
     page.goto(f"{up['url']}/dags/laion400m/runs/{keyed['part_00002']['dag_run_id']}")
     page.get_by_text("part_00002", exact=True).first.wait_for()  # the run's Partition Key
     _shot(page, tmp_path, "grid-by-part.png")
+    data = up["home"] / "root" / "data" / "laion400m"
+    produced = sorted(p.name for p in (data / "images").iterdir() if p.is_dir())
+    assert produced == ["part_00000", "part_00001", "part_00002"]  # the form's, then these two
+    led = fs.read_json(f"{data}/summary.json")["ledger"]
+    assert led["balanced"] and led["raw_rows"] > led["downloaded"] > 0
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to do" in again.stdout  # complete parts are not run twice
+    assert len([r for r in up["api"].runs("laion400m") if r["partition_key"]]) == 2
+
+
+def test_api_requires_a_token(up):
+    import requests
+
+    assert requests.get(f"{up['url']}/api/v2/dags", timeout=10).status_code == 401
+
+
+def test_invalid_trigger_input_is_rejected_with_the_reason(up):
+    import requests
+
+    for conf, field in (
+        ({"image_size": "big"}, "image_size"),
+        ({"output_format": "zip"}, "output_format"),
+        ({"max_punsafe": 3}, "max_punsafe"),
+    ):
+        resp = requests.post(
+            f"{up['url']}/api/v2/dags/laion400m/dagRuns",
+            json={"logical_date": None, "conf": conf},
+            headers=up["api"]._headers(),
+            timeout=30,
+        )
+        assert resp.status_code == 400, resp.text
+        assert field in resp.text
 
 
 def test_plugin_nav_page_lists_the_runs(up, page):
@@ -210,6 +299,18 @@ def _listening_ports(procs: list) -> set[int]:
     return ports
 
 
+def _listening_hosts(procs: list) -> set[str]:
+    hosts = set()
+    for proc in procs:
+        try:
+            hosts |= {
+                c.laddr.ip for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN
+            }
+        except psutil.NoSuchProcess:
+            continue
+    return hosts
+
+
 def _alive(proc) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -222,6 +323,7 @@ def test_ctrl_c_stops_every_process_and_port(up):
     tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     ports = _listening_ports(tree)
     assert int(up["url"].rsplit(":", 1)[1]) in ports and len(tree) >= 5
+    assert _listening_hosts(tree) == {"127.0.0.1"}  # the services and the fixture web alike
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 0
     assert [p.pid for p in tree if _alive(p)] == []
