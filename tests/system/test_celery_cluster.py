@@ -25,6 +25,8 @@ from laionflow import fs
 from laionflow.testing.cluster import ComposeCluster
 from tests.helpers import small_run_conf
 
+pytestmark = pytest.mark.cluster  # `make test-cluster`, run by .ci/run after `make test`
+
 GPU_TASKS = {"embed", "scores"}
 # one shared cluster and run for the module (start, run, two faults, recovery); the timeout
 # covers a loaded machine, not a budget
