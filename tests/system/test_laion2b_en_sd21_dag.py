@@ -19,6 +19,15 @@ def _conf(root, corpus, checkpoint, **extra):
     return small_run_conf(root, corpus.metadata_urls, checkpoint, **extra)
 
 
+def _duckdb_conf(root, corpus, checkpoint, **extra):
+    """For the runs whose subject is past the filter (output format, dry run, size gate): the
+    filter on its DuckDB engine, whose parts are byte-identical to Spark's
+    (tests/laionflow/jobs/test_filter_engines.py), without a JVM start per run."""
+    conf = _conf(root, corpus, checkpoint, **extra)
+    conf["overrides"]["filter.engine"] = "duckdb"
+    return conf
+
+
 def _run(conf):
     return run_dag("laion2b_en_sd21", conf)
 
@@ -155,7 +164,7 @@ def test_webdataset_run_writes_stats_csv_per_part(webdataset_run):
 
 def test_files_output_writes_image_caption_csv(airflow_db, sd21_corpus, checkpoint, tmp_path):
     run, states = _run(
-        _conf(tmp_path, sd21_corpus, checkpoint, output_format="files", part_ids=[1])
+        _duckdb_conf(tmp_path, sd21_corpus, checkpoint, output_format="files", part_ids=[1])
     )
     assert str(run.state) == "success", states
     root = tmp_path / "laion2b_en_sd21"
@@ -170,7 +179,7 @@ def test_files_output_writes_image_caption_csv(airflow_db, sd21_corpus, checkpoi
 
 
 def test_dry_run_stops_after_the_estimate(airflow_db, sd21_corpus, checkpoint, tmp_path):
-    run, states = _run(_conf(tmp_path, sd21_corpus, checkpoint, dry_run=True))
+    run, states = _run(_duckdb_conf(tmp_path, sd21_corpus, checkpoint, dry_run=True))
     assert str(run.state) == "success"
     assert states[("estimate", -1)] == "success"
     assert all(states[k] == "skipped" for k in states if k[0] in ("download", "report", "index"))
@@ -181,7 +190,7 @@ def test_dry_run_stops_after_the_estimate(airflow_db, sd21_corpus, checkpoint, t
 
 
 def test_output_over_max_bytes_stops_before_download(airflow_db, sd21_corpus, checkpoint, tmp_path):
-    run, states = _run(_conf(tmp_path, sd21_corpus, checkpoint, max_output_bytes=1000))
+    run, states = _run(_duckdb_conf(tmp_path, sd21_corpus, checkpoint, max_output_bytes=1000))
     assert str(run.state) == "failed"
     assert states[("estimate", -1)] == "failed"
     assert not (tmp_path / "laion2b_en_sd21" / "images").exists()
