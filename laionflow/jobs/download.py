@@ -230,7 +230,7 @@ def run(
         raise FileNotFoundError(f"no filtered metadata for {part_name(part)}: {src}")
     import pyarrow.parquet as pq
 
-    lists = _hash_lists(recipe)
+    lists = hash_lists(recipe)
     blocked = 0
     if lists is not None and recipe.safety.hashlists.pre_download:
         src, blocked = gate.pre_download(layout, part, src, lists)
@@ -278,9 +278,10 @@ def run(
     return summary
 
 
-def _hash_lists(recipe: Recipe):
+def hash_lists(recipe: Recipe):
     """The recipe's known-bad lists, read before any work (None when none is configured).
-    The post-download quarantine rewrites tars: webdataset output only."""
+    The post-download quarantine rewrites tars: webdataset output only. The repair stage
+    quarantines its patch shards with the same lists."""
     cfg = recipe.safety.hashlists
     if not (cfg.pre_download or cfg.post_download):
         return None

@@ -28,6 +28,7 @@ from laionflow.jobs import download
 from laionflow.layout import Layout, part_name
 from laionflow.recipes import Recipe
 from laionflow.recipes.schema import RepairConfig
+from laionflow.safety import gate
 from laionflow.shards import PATCH_COLUMN, UrlState, is_retryable
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,16 @@ def run(recipe: Recipe, part: int, force: bool = False, now: float | None = None
     if todo:
         carried = [c for c in download.EXTRA_COLUMNS if c in todo[0].row]
         log.info("repair %s: retrying %d failed urls in patch shards", part_name(part), len(todo))
+        lists = download.hash_lists(recipe)
+        complete = set(shards.shard_ids(folder))
         with tempfile.TemporaryDirectory(prefix="laionflow-patch-") as tmp:
             src = os.path.join(tmp, "patch.parquet")
             _write_patch_input(todo, carried, src)
             download.fetch(recipe, part, src, folder, [*carried, PATCH_COLUMN], mode="extend")
+        if lists is not None and recipe.safety.hashlists.post_download:
+            # a retried URL may bring a listed image: the patch shards pass the same gate
+            new = set(shards.shard_ids(folder)) - complete
+            gate.quarantine(layout, part, lists, shards=new)
         table = shards.states(folder)
     recovered = sum(1 for s in todo if table[s.key].success)
     summary = download.publish_summary(

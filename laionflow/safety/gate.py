@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from laionflow import fs, samples
 from laionflow.layout import Layout, part_name, shard_path
@@ -54,12 +55,15 @@ def _pdq_of(raw: bytes) -> tuple[str, int]:
     return pdq_hash(np.asarray(samples.open_image(raw)))
 
 
-def quarantine(layout: Layout, part: int, lists: Lists) -> int:
-    """Quarantine the listed images of a downloaded webdataset part; how many were."""
+def quarantine(
+    layout: Layout, part: int, lists: Lists, shards: Iterable[int] | None = None
+) -> int:
+    """Quarantine the listed images of a downloaded webdataset part (or of its ``shards``
+    only: a repair's new patch shards); how many were."""
     import webdataset as wds
 
     folder, total = layout.images_part(part), 0
-    for sid in shard_ids(folder):
+    for sid in shard_ids(folder) if shards is None else sorted(shards):
         tar = shard_path(folder, sid, ".tar")
         matched: dict[str, str] = {}
         kept = []

@@ -121,3 +121,47 @@ def test_retryable_failures_are_patched_with_backoff_until_given_up(tmp_path, mo
     assert len(keys) == len(set(keys)) == third["successes"] == 40 - 5
     stats = annotate.run(recipe, 0)
     assert stats["samples"] == 35 and stats["rows"] == 5  # 3 shards + 2 patch shards
+
+
+def test_a_retried_url_with_a_listed_image_is_quarantined_not_patched_in(tmp_path, monkeypatch):
+    """The repair's patch shards pass the known-bad hash gate like a first download: a URL that
+    failed with a 500 and comes back on the retry with an image on the MD5 list ends in the
+    quarantine folder with status ``quarantined``, in no tar; the other healed URL is kept."""
+    with FixtureServer(tmp_path / "srv") as srv:
+        monkeypatch.setenv("LAIONFLOW_FETCH_ALLOW", srv.allow_entry)
+        corpus = build_corpus(
+            tmp_path / "srv",
+            srv.base_url,
+            CorpusSpec(rows=24, parts=1, dead_fraction=0, duplicate_fraction=0, max_side=96),
+        )
+        urls = list(pd.read_parquet(corpus.metadata_files[0])["URL"])
+        jpgs = [u for u in urls if u.endswith(".jpg")][:2]
+        listed, healed = jpgs
+        for url in jpgs:  # both fail once, then serve their image
+            srv.faults[url.replace(srv.base_url, "")] = Fault("status", 500, times=1)
+        served = (tmp_path / "srv" / listed.replace(srv.base_url, "").lstrip("/")).read_bytes()
+        md5_list = tmp_path / "md5.txt"
+        md5_list.write_text(hashlib.md5(served).hexdigest() + "\n")
+        recipe = part_recipe(
+            tmp_path / "ds",
+            urls,
+            **{
+                "download.resize_mode": "no",  # the stored bytes are the served bytes
+                "download.skip_reencode": True,
+                "download.number_sample_per_shard": 8,
+                "repair.backoff_s": 0,
+                "safety.hashlists.md5": str(md5_list),
+            },
+        )
+        first = download.run(recipe, 0)
+        assert first["failed"] == {"http_500": 2} and first["quarantined"] == 0
+        repaired = patch.run(recipe, 0, now=time.time() + 1)
+        assert repaired["repaired"] == {"retried": 2, "recovered": 1}
+        assert repaired["quarantined"] == 1
+        folder = f"{recipe.dataset_root}/images/part_00000"
+        rows = pd.concat(pd.read_parquet(p) for p in sorted(glob.glob(f"{folder}/*.parquet")))
+        tar_urls = set(rows.set_index("key").loc[tar_keys(folder), "url"])
+        assert healed in tar_urls and listed not in tar_urls
+        assert list(rows.loc[rows["status"] == "quarantined", "url"]) == [listed]
+        reasons = glob.glob(f"{recipe.dataset_root}/quarantine/part_00000/*.reason.json")
+        assert [fs.read_json(p)["list"] for p in reasons] == ["md5"]
