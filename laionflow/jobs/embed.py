@@ -57,6 +57,25 @@ def _metadata_table(part: int, keys, captions, metas):
     return pa.table(data)
 
 
+def _with_buckets(layout: Layout, part: int, table):
+    """The part's aspect-ratio buckets (``annotate`` wrote them when the recipe has
+    ``buckets``) as columns ``bucket``/``stored_bucket``: the index metadata, built from
+    these files, then carries them too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = layout.part_buckets(part)
+    if not fs.exists(path):
+        return table
+    with fs.open(path) as fh:
+        found = pq.read_table(fh, columns=["key", "bucket", "stored_bucket"]).to_pydict()
+    keys = table.column("key").to_pylist()
+    for col in ("bucket", "stored_bucket"):
+        by_key = dict(zip(found["key"], found[col], strict=True))
+        table = table.append_column(col, pa.array([by_key.get(k) for k in keys], pa.string()))
+    return table
+
+
 def _cleanup(out: str, batches: list[dict]) -> None:
     """Remove what a killed run left: temporary files and batch files ``_done.json`` does not
     list (they are recomputed under the same number)."""
@@ -159,6 +178,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     table, img_emb, txt_emb, timing = _compute(
         recipe, part, [shard_path(folder, sid, ".tar") for sid in pending], expected
     )
+    table = _with_buckets(layout, part, table)
     files = layout.embedding_batch(part, batch)
     for key, arr in (("img", img_emb), ("txt", txt_emb)):
         with fs.atomic_write(files[key]) as fh:

@@ -132,6 +132,16 @@ def test_webdataset_run_has_safety_columns_buckets_and_the_hash_gate(webdataset_
         pd.read_parquet(f"{root}/images/part_{p:05d}_buckets.parquet") for p in (0, 1)
     )
     assert len(buckets) == led["downloaded"] and buckets["bucket"].notna().all()
+    # ... and in the embeddings metadata, so in the index metadata, by part and key
+    index_meta = pd.concat(pd.read_parquet(p) for p in fs.ls(f"{root}/index/metadata"))
+    assert len(index_meta) == led["index_size"]
+    for part in (0, 1):
+        annotated = pd.read_parquet(f"{root}/images/part_{part:05d}_buckets.parquet")
+        in_index = index_meta[index_meta["part"] == part]
+        assert len(in_index) == len(annotated) > 0
+        got = in_index.set_index("key")[["bucket", "stored_bucket"]].sort_index()
+        want = annotated.set_index("key")[["bucket", "stored_bucket"]].sort_index()
+        assert got.equals(want), part
     assert sum(led["safety"]["buckets"].values()) == led["downloaded"]
     report = fs.read_json(f"{root}/report/report.json")
     assert report["safety"]["buckets"] == led["safety"]["buckets"]
