@@ -160,5 +160,8 @@ def pipeline(recaption: bool = False) -> tuple[str, ...]:
 
 #: laion6m's prepackaged branch
 PREPACKAGED = ("pack_fetch", "pack_extract", "pack_index")
-#: after a repair: the new samples embedded, the index rebuilt, the report redone
-REFRESH = ("embed", "index", "report")
+#: after a repair, every stage after the download again, in the pipeline's order: each part
+#: stage does only what the patch shards changed (annotate rewrites its files, recaption and
+#: embed add batches for the new shards, scores and blur redo a part whose shards changed),
+#: then the global ones; a stage the recipe has off skips itself
+REFRESH = tuple(pipeline(recaption=True)[pipeline(recaption=True).index("download") + 1 :])

@@ -49,13 +49,16 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
 
     layout = Layout(recipe.dataset_root)
     out = layout.blurred_part(part)
+    folder = layout.images_part(part)
+    current = shard_ids(folder)
     if fs.exists(f"{out}/_done.json") and not force:
-        return fs.read_json(f"{out}/_done.json")
+        done = fs.read_json(f"{out}/_done.json")
+        if [int(s["shard"]) for s in done["shards"]] == current:
+            return done  # a repair's patch shards make it redo the part (faces from scores)
     started = time.time()
     boxes = face_boxes(layout, part)
-    folder = layout.images_part(part)
     shards = []
-    for sid in shard_ids(folder):
+    for sid in current:
         tar = fs.webdataset_urls([shard_path(folder, sid, ".tar")])
         writer = TarShardWriter(sid, out)
         blurred = 0

@@ -57,8 +57,12 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     reg = build(cfg, recipe.clip)
     layout = Layout(recipe.dataset_root)
     out = layout.scores_part(part)
+    folder = layout.images_part(part)
+    current = shard_ids(folder)
     if fs.exists(f"{out}/_done.json") and not force:
-        return fs.read_json(f"{out}/_done.json")
+        done = fs.read_json(f"{out}/_done.json")
+        if done.get("shards") == current:
+            return done  # a repair's patch shards make it score the part again
     started = time.time()
     device = clip_model.pick_device(recipe.clip.device)
     models = {}
@@ -70,8 +74,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
             reg.preprocessors["clip-tokens"] = models[name].tokenizer
     needed = {p for m in models.values() for p in m.preprocessors}
     image_preps = {n: reg.preprocessors[n] for n in needed if n not in reg.text}
-    folder = layout.images_part(part)
-    tars = fs.webdataset_urls([shard_path(folder, sid, ".tar") for sid in shard_ids(folder)])
+    tars = fs.webdataset_urls([shard_path(folder, sid, ".tar") for sid in current])
     keys: list[str] = []
     extra: dict[str, list] = {f: [] for f in cfg.additional_fields}
     columns: dict[str, list] = {c: [] for c in cfg.postprocess_columns}
@@ -115,7 +118,11 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
                     columns[c] += list(reg.columns[c](outputs))
                 for f in cfg.postprocess_features:
                     features[f].append(np.asarray(reg.features[f](outputs)))
-    return _publish(out, part, keys, extra, columns, features, cfg, started, device)
+    summary = _publish(out, part, keys, extra, columns, features, cfg, started, device)
+    summary["shards"] = current
+    fs.write_json(f"{out}/_done.json", summary)  # written last: marks the part done
+    log.info("scores %s: %d samples, columns %s", part_name(part), len(keys), list(columns))
+    return summary
 
 
 def _publish(out, part, keys, extra, columns, features, cfg, started, device) -> dict:
@@ -158,6 +165,4 @@ def _publish(out, part, keys, extra, columns, features, cfg, started, device) ->
         "seconds": round(seconds, 2),
         "samples_per_s": round(len(keys) / seconds, 1) if seconds else None,
     }
-    fs.write_json(f"{out}/_done.json", summary)
-    log.info("scores %s: %d samples, columns %s", part_name(part), len(keys), list(columns))
     return summary

@@ -99,6 +99,19 @@ def test_every_run_succeeds(faulty):
     for run, states in zip(faulty["runs"], faulty["states"], strict=True):
         assert str(run.state) == "success", states
     assert ("repair", 0) in faulty["states"][1] and ("repair", 1) in faulty["states"][1]
+    refreshed = faulty["states"][2]  # every stage after the download, on the repaired parts
+    assert {("annotate", 0), ("annotate", 1), ("embed", 0), ("embed", 1)} <= set(refreshed)
+
+
+def test_the_refresh_brings_the_annotations_up_to_date(faulty):
+    import csv
+
+    led = fs.read_json(f"{faulty['root']}/summary.json")["ledger"]
+    listed = 0
+    for part in (0, 1):
+        with open(f"{faulty['root']}/images/part_{part:05d}_stats.csv") as fh:
+            listed += sum(int(row["samples"]) for row in csv.DictReader(fh))
+    assert listed == led["downloaded"]  # the patch shards' samples included
 
 
 def test_fault_rate_is_at_least_20_percent_and_transients_failed_first(faulty):

@@ -182,3 +182,35 @@ def test_detoxify_is_optional_and_its_absence_is_a_clear_error(tmp_path):
     else:
         with pytest.raises(MissingWeightsError, match="detoxify_checkpoint"):
             load_config(str(tmp_path / "d.yaml"))
+
+
+def test_a_part_is_scored_again_when_its_shards_change(pipeline, tmp_path):
+    """A finished part is not scored twice; a repair's patch shard (here: one shard that
+    becomes complete later) makes the stage score the part again, so the scores cover exactly
+    the part's complete shards."""
+    import glob
+    import os
+    import shutil
+
+    from laionflow.shards import shard_ids
+
+    (tmp_path / "scores.yaml").write_text(
+        "models: [clip]\npostprocess_columns: [clip-score]\nadditional_fields: [url]\n"
+    )
+    recipe = pipeline["recipe"].model_copy(
+        update={"root": str(tmp_path / "copy"), "scores": str(tmp_path / "scores.yaml")}
+    )
+    folder = f"{recipe.dataset_root}/images/part_00000"
+    shutil.copytree(f"{pipeline['recipe'].dataset_root}/images/part_00000", folder)
+    sids = shard_ids(folder)
+    assert len(sids) >= 2
+    last = sorted(glob.glob(f"{folder}/*_stats.json"))[-1]
+    os.rename(last, last + ".later")  # the last shard is not complete yet
+    first = scores.run(recipe, 0)
+    assert first["shards"] == sids[:-1]
+    assert scores.run(recipe, 0) == first  # same shards: the finished part is kept as it is
+    os.rename(last + ".later", last)  # ... now it is (as a repair's patch shard would be)
+    second = scores.run(recipe, 0)
+    assert second["shards"] == sids
+    table = pd.read_parquet(f"{recipe.dataset_root}/scores/part_00000/scores.parquet")
+    assert second["rows"] == len(table) == pipeline["download"][0]["successes"] > first["rows"]
