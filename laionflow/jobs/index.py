@@ -18,6 +18,7 @@ import numpy as np
 
 from laionflow import fs
 from laionflow.embeddings import embedded_parts, embedding_batches, load_array
+from laionflow.indexing import index_choice
 from laionflow.layout import Layout, index_files, index_metadata, part_name
 from laionflow.recipes import Recipe
 
@@ -52,6 +53,13 @@ def run(recipe: Recipe, force: bool = False) -> dict:
     opts = recipe.index
     infos = {}
     for kind, emb in (("image", img_emb), ("text", txt_emb)):
+        choice = index_choice(
+            len(emb),
+            emb.shape[1],
+            opts.max_index_memory_usage,
+            index_key=opts.index_key,
+            index_param=opts.index_param,
+        )
         _, info = build_index(
             embeddings=emb,
             index_path=files[kind],
@@ -62,7 +70,10 @@ def run(recipe: Recipe, force: bool = False) -> dict:
             min_nearest_neighbors_to_retrieve=opts.min_nearest_neighbors_to_retrieve,
             save_on_disk=True,
             verbose=logging.WARNING,
+            **choice,
         )
+        if info is None:  # autofaiss logs why (memory) and returns nothing
+            raise RuntimeError(f"autofaiss could not build the {kind} index with {choice}")
         infos[kind] = info
     for part in parts:  # one metadata file per part, rows in vector order
         tables = []

@@ -202,6 +202,15 @@ class IndexConfig(_Strict):
     current_memory_available: str = "8G"
     metric_type: Literal["ip", "l2"] = "ip"
     min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
+    #: faiss factory key to build instead of laionflow's choice (``laionflow.indexing``:
+    #: autofaiss's own below 500k vectors, ``IVF{√n},Flat`` from there when it fits
+    #: ``max_index_memory_usage``), e.g. ``"HNSW64"`` or ``"IVF4096,Flat"``; autofaiss must
+    #: know the key (HNSW, IVF…,Flat, OPQ…,IVF…,PQ…)
+    index_key: str | None = None
+    #: its search parameters (``"nprobe=64"``, ``"efSearch=512"``), stored in the infos json
+    #: the readers re-apply; None with ``index_key`` lets autofaiss tune them for its 10 ms
+    #: target; ignored without ``index_key``
+    index_param: str | None = None
 
 
 class DedupConfig(_Strict):
