@@ -202,14 +202,9 @@ class IndexConfig(_Strict):
     current_memory_available: str = "8G"
     metric_type: Literal["ip", "l2"] = "ip"
     min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
-    #: faiss factory key to build instead of laionflow's choice (``laionflow.indexing``:
-    #: autofaiss's own below 500k vectors, ``IVF{√n},Flat`` from there when it fits
-    #: ``max_index_memory_usage``), e.g. ``"HNSW64"`` or ``"IVF4096,Flat"``; autofaiss must
-    #: know the key (HNSW, IVF…,Flat, OPQ…,IVF…,PQ…)
+    #: overrides laionflow.indexing's choice ("HNSW64", "IVF4096,Flat": a key autofaiss knows)
     index_key: str | None = None
-    #: its search parameters (``"nprobe=64"``, ``"efSearch=512"``), stored in the infos json
-    #: the readers re-apply; None with ``index_key`` lets autofaiss tune them for its 10 ms
-    #: target; ignored without ``index_key``
+    #: with index_key: its search params ("nprobe=32"; None: autofaiss tunes for 10 ms)
     index_param: str | None = None
 
 
