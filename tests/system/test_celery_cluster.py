@@ -25,12 +25,10 @@ from laionflow import fs
 from laionflow.testing.cluster import ComposeCluster
 from tests.helpers import small_run_conf
 
-pytestmark = pytest.mark.cluster  # `make test-cluster`, run by .ci/run after `make test`
-
 GPU_TASKS = {"embed", "scores"}
 # one shared cluster and run for the module (start, run, two faults, recovery); the timeout
-# covers a loaded machine, not a budget
-pytestmark = pytest.mark.timeout(2400)
+# covers a loaded machine, not a budget; `make test-cluster` runs it (.ci/run: after make test)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
