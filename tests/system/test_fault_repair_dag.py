@@ -36,7 +36,7 @@ def _files(root) -> dict[str, str]:
 def faulty(tmp_path_factory, airflow_db, checkpoint, fixture_server):
     work = tmp_path_factory.mktemp("faulty")
     with FixtureServer(work / "srv") as srv:
-        corpus = build_corpus(work / "srv", srv.base_url, CorpusSpec(rows=320, parts=2, seed=5))
+        corpus = build_corpus(work / "srv", srv.base_url, CorpusSpec(rows=200, parts=2, seed=5))
         srv.plan = FaultPlan({k: 0.3 / len(KINDS) for k in KINDS}, seed=3, transient_fraction=0.5)
         saved = os.environ["LAIONFLOW_FETCH_ALLOW"]
         os.environ["LAIONFLOW_FETCH_ALLOW"] = f"{saved},{srv.allow_entry}"
