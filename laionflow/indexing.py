@@ -6,7 +6,7 @@ tuned to its 10 ms target): it meets recall@10 ≥ 0.95 there (0.980 at 300k). F
 its HNSW32 falls short (recall@10 0.926-0.939 at 8-9 ms p50 on 1M clustered vectors,
 ``bench/index.py``), while an uncompressed IVF with a fixed ``nprobe`` reaches 0.9999 at a
 fraction of the latency; with √n lists (1024 at 1M) it is also cheaper to build than the HNSW
-(4·√n lists, faiss's guideline, cost 4.5× more to train for the same recall there). Figures
+(4·√n lists, faiss's guideline, took 4.5× longer to build for the same recall there). Figures
 in README, "Performance". The search parameter is passed to autofaiss explicitly so that it
 lands in the infos json the readers re-apply (``laionflow.query.apply_search_params``) and does
 not depend on how loaded the building machine was while autofaiss timed its queries. The
@@ -26,8 +26,8 @@ MIN_NPROBE = 8
 
 
 def ivf_nlist(n: int) -> int:
-    """Inverted lists for ``n`` vectors: the power of two nearest √n (1024 for 1M; the low
-    end of faiss's guideline, for the build time: see the module docstring)."""
+    """Inverted lists for ``n`` vectors: the power of two nearest √n (1024 for 1M; below
+    faiss's 4·√n–16·√n guideline, for the build time: see the module docstring)."""
     return 2 ** round(log2(sqrt(max(n, 1))))
 
 
