@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from laionflow.captioning.config import RecaptionConfig
 from laionflow.credentials import url_secret
+from laionflow.recipes.vectors import DedupConfig, IndexConfig
 from laionflow.safety.config import BucketConfig, SafetyConfig
 from laionflow.schema import CANONICAL_TYPES
 from laionflow.web.reasons import RETRYABLE
@@ -193,28 +194,6 @@ class ClipConfig(_Strict):
     #: ``tensor``: JPEGs decoded and preprocessed as a batch on the model's device (nvjpeg on a
     #: GPU); ``pil``: PIL in DataLoader workers; ``auto``: tensor on CUDA when nvjpeg works
     decode: Literal["auto", "pil", "tensor"] = "auto"
-
-
-class IndexConfig(_Strict):
-    """autofaiss options (its own names)."""
-
-    max_index_memory_usage: str = "4G"
-    current_memory_available: str = "8G"
-    metric_type: Literal["ip", "l2"] = "ip"
-    min_nearest_neighbors_to_retrieve: int = Field(default=20, ge=1)
-    #: overrides laionflow.indexing's choice ("HNSW64", "IVF4096,Flat": a key autofaiss knows)
-    index_key: str | None = None
-    #: with index_key: its search params ("nprobe=32"; None: autofaiss tunes for 10 ms)
-    index_param: str | None = None
-
-
-class DedupConfig(_Strict):
-    """Semantic near-duplicate removal (stage ``semdedup``)."""
-
-    #: cosine similarity (after centring) at or above which two images are near-duplicates
-    threshold: float = Field(default=0.99, gt=0, le=1)
-    k: int = Field(default=16, ge=2, description="neighbours searched per sample")
-    center: bool = True
 
 
 class ScoreRule(_Strict):
