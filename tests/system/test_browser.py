@@ -287,28 +287,16 @@ def test_plugin_nav_page_lists_the_runs(up, page):
     assert page.locator("a[href^='runs/laion400m/']").count() >= 3
 
 
-def _listening_ports(procs: list) -> set[int]:
-    ports = set()
+def _listening(procs: list) -> set:
+    """The (ip, port) addresses the processes listen on."""
+    found = set()
     for proc in procs:
         try:
-            ports |= {
-                c.laddr.port for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN
-            }
+            conns = proc.net_connections("inet")
         except psutil.NoSuchProcess:
             continue
-    return ports
-
-
-def _listening_hosts(procs: list) -> set[str]:
-    hosts = set()
-    for proc in procs:
-        try:
-            hosts |= {
-                c.laddr.ip for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN
-            }
-        except psutil.NoSuchProcess:
-            continue
-    return hosts
+        found |= {c.laddr for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
 
 
 def _alive(proc) -> bool:
@@ -321,9 +309,10 @@ def _alive(proc) -> bool:
 def test_ctrl_c_stops_every_process_and_port(up):
     proc = up["proc"]
     tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    ports = _listening_ports(tree)
+    addresses = _listening(tree)
+    ports = {a.port for a in addresses}
     assert int(up["url"].rsplit(":", 1)[1]) in ports and len(tree) >= 5
-    assert _listening_hosts(tree) == {"127.0.0.1"}  # the services and the fixture web alike
+    assert {a.ip for a in addresses} == {"127.0.0.1"}  # the services and the fixture web alike
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 0
     assert [p.pid for p in tree if _alive(p)] == []
