@@ -126,3 +126,24 @@ def test_tuned_search_params_are_applied_when_an_index_is_loaded(tmp_path):
     (tmp_path / "infos.json").write_text(json.dumps({"index_param": "efSearch=77"}))
     apply_search_params(index, str(tmp_path / "infos.json"))
     assert index.hnsw.efSearch == 77
+
+
+def test_cpu_model_threads_leave_the_decoding_workers_their_cores(monkeypatch):
+    """On a CPU the model gets the cores the DataLoader workers leave, at least one, and the
+    thread count is restored afterwards; with no workers, or on a GPU, nothing changes."""
+    import torch
+
+    from laionflow.jobs.embed import _cpu_threads_beside
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with _cpu_threads_beside(3, "cpu"):
+        assert torch.get_num_threads() == 1
+    with _cpu_threads_beside(1, "cpu"):
+        assert torch.get_num_threads() == 3
+    with _cpu_threads_beside(8, "cpu"):
+        assert torch.get_num_threads() == 1
+    for workers, device in ((0, "cpu"), (2, "cuda")):
+        with _cpu_threads_beside(workers, device):
+            assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
