@@ -13,7 +13,6 @@ MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 80
 
 
-
 def _modules() -> list[Path]:
     return sorted(
         p

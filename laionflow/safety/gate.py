@@ -55,9 +55,7 @@ def _pdq_of(raw: bytes) -> tuple[str, int]:
     return pdq_hash(np.asarray(samples.open_image(raw)))
 
 
-def quarantine(
-    layout: Layout, part: int, lists: Lists, shards: Iterable[int] | None = None
-) -> int:
+def quarantine(layout: Layout, part: int, lists: Lists, shards: Iterable[int] | None = None) -> int:
     """Quarantine the listed images of a downloaded webdataset part (or of its ``shards``
     only: a repair's new patch shards); how many were."""
     import webdataset as wds

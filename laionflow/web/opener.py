@@ -189,7 +189,9 @@ class Client:
 
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
-                host, port, timeout=self.policy.deadline_s,
+                host,
+                port,
+                timeout=self.policy.deadline_s,
                 context=ssl._create_default_https_context(),
             )
         else:
@@ -199,9 +201,11 @@ class Client:
         _fetch.deadline = time.monotonic() + self.policy.deadline_s
         try:
             path = parts.path or "/"
-            conn.request("GET", path + (f"?{parts.query}" if parts.query else ""), headers={
-                "User-Agent": self.policy.user_agent, "Accept-Encoding": "gzip, deflate"
-            })
+            conn.request(
+                "GET",
+                path + (f"?{parts.query}" if parts.query else ""),
+                headers={"User-Agent": self.policy.user_agent, "Accept-Encoding": "gzip, deflate"},
+            )
             resp = conn.getresponse()
             data = bodies.read(resp, _fetch.deadline, limit=512 * 1024)
             if 200 <= resp.status < 300:
