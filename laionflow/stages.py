@@ -164,4 +164,5 @@ PREPACKAGED = ("pack_fetch", "pack_extract", "pack_index")
 #: stage does only what the patch shards changed (annotate rewrites its files, recaption and
 #: embed add batches for the new shards, scores and blur redo a part whose shards changed),
 #: then the global ones; a stage the recipe has off skips itself
-REFRESH = tuple(pipeline(recaption=True)[pipeline(recaption=True).index("download") + 1 :])
+_FULL = pipeline(recaption=True)
+REFRESH = _FULL[_FULL.index("download") + 1 :]
