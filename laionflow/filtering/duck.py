@@ -20,6 +20,10 @@ from laionflow.recipes import Recipe
 
 #: DuckDB's limit; with the writer's buffers and the result batches the process stays < 2 GB
 MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
+#: what the sort may hold before it spills. DuckDB 2.0's sort, given the whole limit, fails
+#: with "Out of Memory" when the rows are about the limit's size (measured at 10M rows: 1.2 GB
+#: failed 3 runs in 5, 1.4 GB every run); with half of it, it spills and never failed
+OPERATOR_MEMORY = os.environ.get("LAIONFLOW_DUCKDB_OPERATOR_MEMORY", "500MB")
 BATCH_ROWS = 65_536
 
 
@@ -83,7 +87,7 @@ def _source(con, index: int, path: str, recipe: Recipe, needed: set[str], scratc
 def connect(spill_dir: str):
     import duckdb
 
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": spill_dir,
@@ -91,23 +95,32 @@ def connect(spill_dir: str):
             "threads": os.cpu_count() or 1,
         }
     )
+    con.execute(f"SET operator_memory_limit = '{OPERATOR_MEMORY}'")
+    return con
 
 
 def kept_query(recipe: Recipe) -> str:
-    """Deduplicated passing rows with ``_part``, sorted as the writer needs them.
+    """Passing rows with ``_part``, sorted as the writer needs them.
 
-    The same rows as the Spark job's ``min_by`` aggregate (the first in input order per key),
-    found the way DuckDB does fastest: the smallest position per key (an aggregate of one
-    integer), then a semi-join; the digest and the part are computed on the kept rows only."""
+    With the shuffle, every passing row sorted by ``(part, digest, keys, input position)``:
+    duplicates arrive adjacent, first in input order, and the writer drops the rest (what
+    the Spark job does). Without it, parts keep input order, so the first row per key is
+    found here: the smallest position per key (an aggregate of one integer), then a
+    semi-join."""
     cfg = recipe.filter
     keys = ", ".join(cfg.dedup_keys)
-    order = f"_part, _h, {keys}" if cfg.shuffle else "_part, _k"
+    passed = f"SELECT *, {sql.position(DUCKDB)} AS _k FROM src WHERE _reason IS NULL"
+    part = sql.part_of("_h", cfg.num_parts, DUCKDB)
+    if cfg.shuffle:
+        return (
+            f"SELECT * EXCLUDE (_reason, _src, _pos), {part} AS _part FROM (SELECT *, "
+            f"{sql.key_digest(recipe)} AS _h FROM ({passed})) ORDER BY _part, _h, {keys}, _k"
+        )
     return (
-        f"WITH passed AS (SELECT *, {sql.position(DUCKDB)} AS _k FROM src "
-        "WHERE _reason IS NULL) "
-        f"SELECT *, {sql.part_of('_h', cfg.num_parts, DUCKDB)} AS _part FROM ("
+        f"WITH passed AS ({passed}) "
+        f"SELECT *, {part} AS _part FROM ("
         f"SELECT *, {sql.key_digest(recipe)} AS _h FROM passed WHERE _k IN ("
-        f"SELECT min(_k) FROM passed GROUP BY {keys})) ORDER BY {order}"
+        f"SELECT min(_k) FROM passed GROUP BY {keys})) ORDER BY _part, _k"
     )
 
 
@@ -127,7 +140,8 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
             counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY _reason").fetchall()
             by_reason = {reason: int(n) for reason, n in counts}
             reader = con.sql(kept_query(recipe)).to_arrow_reader(BATCH_ROWS)
-            parts = write_parts(reader, out_dir)
+            dedup = recipe.filter.dedup_keys if recipe.filter.shuffle else ()
+            parts, _ = write_parts(reader, out_dir, dedup)
         finally:
             con.close()
     return by_reason, parts

@@ -151,9 +151,8 @@ def _rule(rule, dialect: str) -> str:
     return f"NOT coalesce({cond}, FALSE)"
 
 
-def reason(recipe: Recipe, dialect: str) -> str:
-    """``NULL`` for a row that passes every check and rule (the recipe's resolved rules, in
-    order), else the name of the first one it fails."""
+def _checks(recipe: Recipe) -> list[tuple[str, str]]:
+    """``(condition that fails a row, reason)`` in the order they are tried."""
     bad = "\ufffd"
     u = "url"
     valid_url = (
@@ -162,13 +161,23 @@ def reason(recipe: Recipe, dialect: str) -> str:
         f"AND NOT contains({u}, ' ') AND NOT contains({u}, chr(9)) "
         f"AND NOT contains({u}, chr(10)) AND NOT contains({u}, '{bad}'), FALSE)"
     )
-    whens = [
+    return [
         (f"NOT {valid_url}", INVALID_URL),
         ("coalesce(length(trim(caption)) = 0, TRUE)", EMPTY_CAPTION),
         (f"contains(caption, '{bad}')", INVALID_CAPTION),
         (f"length(caption) > {recipe.filter.max_caption_chars}", LONG_CAPTION),
     ]
-    whens += [(_rule(rule, dialect), rule.name) for rule in recipe.filter.rules]
+
+
+def reasons(recipe: Recipe) -> list[str]:
+    """Every reason a row can be filtered for, built-in checks first, then the rules."""
+    return [name for _, name in _checks(recipe)] + [r.name for r in recipe.filter.rules]
+
+
+def reason(recipe: Recipe, dialect: str) -> str:
+    """``NULL`` for a row that passes every check and rule (the recipe's resolved rules, in
+    order), else the name of the first one it fails."""
+    whens = _checks(recipe) + [(_rule(rule, dialect), rule.name) for rule in recipe.filter.rules]
     body = " ".join(f"WHEN {cond} THEN {literal(name, dialect)}" for cond, name in whens)
     return f"CASE {body} END"
 
@@ -189,6 +198,17 @@ def part_of(digest: str, num_parts: int, dialect: str) -> str:
     if dialect == SPARK:
         return f"CAST(pmod(CAST(conv({head}, 16, 10) AS BIGINT), {num_parts}) AS INT)"
     return f"CAST(CAST('0x' || {head} AS BIGINT) % {num_parts} AS INTEGER)"
+
+
+def spark_sort_key(part: str, digest: str, num_parts: int) -> str:
+    """One BIGINT ordered like ``(part, digest)`` (``part`` is the column of
+    :func:`part_of`): the part, then as many leading bits of the digest as fit beside it.
+    Spark's sorter compares a leading integer key by its prefix alone, where a leading
+    string means a full row comparison each time; ties (rows sharing those bits) go on to
+    the digest, so the order is the DuckDB engine's ``ORDER BY _part, _h``."""
+    bits = min(40, 62 - num_parts.bit_length()) // 4 * 4
+    head = f"CAST(conv(substr({digest}, 1, {bits // 4}), 16, 10) AS BIGINT)"
+    return f"(CAST({part} AS BIGINT) * {1 << bits} + {head})"
 
 
 def first_row(columns: list[str], dialect: str) -> list[str]:

@@ -5,16 +5,22 @@ matter — and writes ``part-NNNNN.parquet`` files with fixed settings and row g
 :data:`ROW_GROUP` rows (the last one shorter), each row group one contiguous array per column.
 So the bytes depend only on the rows and their order: the Spark executors and the DuckDB
 engine write identical files, and memory stays at about one row group per open part.
+
+With ``dedup`` keys the writer also drops exact duplicates, which the engines deliver adjacent
+(sorted by the digest of the keys, then the keys, then input position): a row whose keys equal
+the previous row's is dropped, so the first in input order is kept. That replaces a grouping
+aggregate over every column with one comparison per key, on both engines.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from laionflow import fs
@@ -40,12 +46,44 @@ def part_name(part: int) -> str:
     return f"part-{part:05d}.parquet"
 
 
-class PartWriter:
-    """Streams sorted batches into one file per ``_part`` under ``out_dir``."""
+def _same_as_previous(column: pa.Array, last: pa.Array) -> pa.Array:
+    """Per row: equal to the row before it (``last`` is the previous batch's final value, or
+    empty); two nulls are equal, as in a SQL ``GROUP BY``."""
+    if not len(last):
+        last = pa.nulls(1, column.type)
+        first_unknown = True
+    else:
+        first_unknown = False
+    before = pa.concat_arrays([last.cast(column.type), column.slice(0, len(column) - 1)])
+    equal = pc.fill_null(pc.equal(column, before), False)
+    both_null = pc.and_(pc.is_null(column), pc.is_null(before))
+    same = pc.or_(equal, both_null)
+    if first_unknown:  # the very first row has no predecessor
+        same = pa.concat_arrays([pa.array([False]), same.slice(1)])
+    return same
 
-    def __init__(self, out_dir: str) -> None:
+
+def _canonical(batch: pa.RecordBatch) -> pa.Table:
+    """The batch's canonical columns in :data:`SCHEMA`'s order and types; a column the
+    engine did not send (one no input file has: always null) is written as nulls."""
+    n, names = batch.num_rows, set(batch.schema.names)
+    columns = [
+        batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(n, f.type)
+        for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+class PartWriter:
+    """Streams sorted batches into one file per ``_part`` under ``out_dir``; with ``dedup``
+    keys, drops each row whose keys equal the previous row's."""
+
+    def __init__(self, out_dir: str, dedup: Sequence[str] = ()) -> None:
         self.out_dir = out_dir
+        self.dedup = list(dedup)
         self.rows: dict[int, int] = {}
+        self.received = 0  # rows before dedup: the engine's count of passing rows
+        self._last: dict[str, pa.Array] = {}
         self._part: int | None = None
         self._file = None
         self._writer: pq.ParquetWriter | None = None
@@ -65,12 +103,24 @@ class PartWriter:
         while self._inflight:
             self._inflight.popleft().result()
 
+    def _unique(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` without the rows equal (on the dedup keys) to their predecessor."""
+        dup = None
+        for key in self.dedup:
+            column = batch.column(key)
+            same = _same_as_previous(column, self._last.get(key, column.slice(0, 0)))
+            dup = same if dup is None else pc.and_(dup, same)
+            self._last[key] = column.slice(len(column) - 1)
+        return batch if dup is None else batch.filter(pc.invert(dup))
+
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
+        self.received += batch.num_rows
+        batch = self._unique(batch)
         parts = batch.column("_part").to_numpy(zero_copy_only=False)
         starts = np.concatenate([[0], np.flatnonzero(np.diff(parts)) + 1, [len(parts)]])
-        data = pa.Table.from_batches([batch]).select(SCHEMA.names).cast(SCHEMA)
+        data = _canonical(batch)
         for lo, hi in zip(starts[:-1], starts[1:], strict=True):
             part = int(parts[lo])
             if part != self._part:
@@ -120,23 +170,38 @@ class PartWriter:
         self._part = None
 
 
-def write_parts(batches: Iterable[pa.RecordBatch], out_dir: str) -> dict[int, int]:
-    """Write every part found in ``batches``; ``{part: rows}``."""
-    writer = PartWriter(out_dir)
+def write_parts(
+    batches: Iterable[pa.RecordBatch], out_dir: str, dedup: Sequence[str] = ()
+) -> tuple[dict[int, int], int]:
+    """Write every part found in ``batches``; ``({part: rows}, rows received)``."""
+    writer = PartWriter(out_dir, dedup)
     for batch in batches:
         writer.write(batch)
-    return writer.close()
+    return writer.close(), writer.received
 
 
-def spark_writer(out_dir: str):
+#: what each Spark writer task returns: its parts' rows, and the rows it received (on the
+#: first row of the task only, so a sum over the result counts each task once)
+SPARK_RESULT = "part int, rows long, received long"
+_RESULT_SCHEMA = pa.schema([("part", pa.int32()), ("rows", pa.int64()), ("received", pa.int64())])
+
+
+def spark_writer(out_dir: str, dedup: Sequence[str] = ()):
     """The ``mapInArrow`` function of the Spark engine: each task writes the parts of its
-    partition and yields ``(part, rows)`` for the summary."""
+    partition and yields ``(part, rows, received)`` for the summary."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows = write_parts(batches, out_dir)
+        rows, received = write_parts(batches, out_dir, dedup)
+        parts = list(rows) or [None]
         yield pa.RecordBatch.from_pydict(
-            {"part": list(rows), "rows": list(rows.values())},
-            schema=pa.schema([("part", pa.int32()), ("rows", pa.int64())]),
+            {
+                "part": parts,
+                "rows": [rows.get(p, 0) for p in parts],
+                "received": [received] + [0] * (len(parts) - 1),
+            },
+            schema=pa.schema(
+                [("part", pa.int32()), ("rows", pa.int64()), ("received", pa.int64())]
+            ),
         )
 
     return write

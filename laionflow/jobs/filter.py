@@ -28,7 +28,7 @@ from laionflow.filtering.sql import (  # noqa: F401 - the reasons' names, re-exp
     needed_columns,
 )
 from laionflow.filtering.stage import done, raw_files, run_stage
-from laionflow.filtering.writer import spark_writer
+from laionflow.filtering.writer import ROW_GROUP, SPARK_RESULT, spark_writer
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
 from laionflow.schema import CANONICAL_TYPES, SchemaError
@@ -53,7 +53,7 @@ def _kind(data_type) -> str:
 def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: int = 0):
     """One raw file as a DataFrame of canonical columns (absent ones null) plus its input
     position (``_src``, ``_blk``, ``_pos``: which duplicate is kept, and the order when
-    ``filter.shuffle`` is off).
+    ``filter.shuffle`` is off), and the canonical columns the file has.
     Raises :class:`SchemaError` naming the file and column when a ``needed`` one is absent."""
     csv = path.endswith((".csv", ".csv.gz"))
     if csv:  # every value as text: the casts are the shared SQL's, not the reader's
@@ -66,12 +66,12 @@ def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: i
     by_canonical = sql.source_columns(path, df.columns, recipe.columns, needed)
     kinds = {f.name: _kind(f.dataType) for f in df.schema.fields}
     exprs = sql.normalise(by_canonical, kinds, SPARK, csv=csv)
-    return df.selectExpr(
-        *exprs,
+    positions = [
         f"{index} AS _src",
         "input_file_block_start() AS _blk",
         "monotonically_increasing_id() AS _pos",
-    )
+    ]
+    return df.selectExpr(*exprs, *positions), set(by_canonical)
 
 
 def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
@@ -79,18 +79,84 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
 
     cfg = recipe.filter
     needed = needed_columns(recipe)
-    frames = [read_normalised(spark, p, recipe, needed, i) for i, p in enumerate(files)]
+    frames, present = [], set()
+    for i, path in enumerate(files):
+        frame, columns = read_normalised(spark, path, recipe, needed, i)
+        frames.append(frame)
+        present |= columns
     df = reduce(lambda a, b: a.unionByName(b), frames)
     df = df.withColumn("_reason", F.expr(sql.reason(recipe, SPARK)))
-    by_reason = {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ROW_GROUP))
+    tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    if not cfg.shuffle:
+        return _compute_in_input_order(df, recipe, tasks, out_dir)
+    # One scan, one exchange: the per-reason counts are observed while the rows stream by;
+    # passing rows go to their part's partition (the md5 of the dedup keys, so duplicates share
+    # it), sorted by a long that orders like (part, digest) — Spark's sort then compares
+    # prefixes, not strings — then digest, keys and input position: duplicates arrive adjacent
+    # and the writer keeps the first (no aggregate over every column). The exchange carries
+    # only what the writer needs: not the digest (recomputed after it, cheaper than moving
+    # 32 bytes a row) nor a column no file has (the writer writes its nulls).
+    keys = list(cfg.dedup_keys)
+    digest = sql.key_digest(recipe)
+    absent = [c for c in CANONICAL_TYPES if c not in present and c not in keys]
+    counted, observation = _observed(df, recipe)
+    passed = (
+        counted.where(F.col("_reason").isNull())
+        .drop("_reason", *absent)
+        .withColumn("_part", F.expr(sql.part_of(digest, cfg.num_parts, SPARK)))
+        .repartition(tasks, "_part")
+        .withColumn("_h", F.expr(digest))
+        .sortWithinPartitions(
+            F.expr(sql.spark_sort_key("_part", "_h", cfg.num_parts)), "_h", *keys, *POS
+        )
+    )
+    written = passed.mapInArrow(spark_writer(out_dir, keys), SPARK_RESULT).collect()
+    parts = {r["part"]: r["rows"] for r in written if r["part"] is not None}
+    received = sum(r["received"] for r in written)
+    by_reason = {k: v for k, v in observation.get.items() if v}
+    by_reason[None] = by_reason.pop(_PASSED, 0)
+    if by_reason[None] != received:  # a re-run map task counted twice: count again
+        log.warning(
+            "filter: observed %d passing rows, writers got %d; recounting",
+            by_reason[None],
+            received,
+        )
+        by_reason = _count_reasons(df)
+    return by_reason, parts
 
-    # One exchange: rows go to their output part (the md5 of the dedup keys, so duplicates
-    # share a part); dedup is then an aggregate inside each partition keeping the first row in
-    # input order (shared SQL), sorted within the partition as the writer needs.
+
+#: input position columns of the Spark engine (file, split start, row id)
+POS = ("_src", "_blk", "_pos")
+_PASSED = "\x00passed"
+
+
+def _observed(df, recipe: Recipe):
+    """``df`` with an Observation counting rows per reason as the job runs."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    observation = Observation("filter_reasons")
+    reason = F.col("_reason")
+    metrics = [F.count_if(reason == F.lit(name)).alias(name) for name in sql.reasons(recipe)]
+    return df.observe(
+        observation, *metrics, F.count_if(reason.isNull()).alias(_PASSED)
+    ), observation
+
+
+def _count_reasons(df) -> dict:
+    return {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
+
+
+def _compute_in_input_order(df, recipe: Recipe, tasks: int, out_dir: str):
+    """``filter.shuffle: false``: parts keep input order, so duplicates are not adjacent; they
+    are found by an aggregate keeping the first row's values (and a second scan counts)."""
+    from pyspark.sql import functions as F
+
+    cfg = recipe.filter
     keys = list(cfg.dedup_keys)
     rest = [c for c in CANONICAL_TYPES if c not in keys]
-    order = ["_h", *keys] if cfg.shuffle else ["_first"]
-    tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    by_reason = _count_reasons(df)
     unique = (
         df.where(F.col("_reason").isNull())
         .withColumn("_h", F.expr(sql.key_digest(recipe)))
@@ -98,10 +164,10 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
         .repartition(tasks, "_part")
         .groupBy("_part", "_h", *keys)
         .agg(*[F.expr(e) for e in sql.first_row(rest, SPARK)])
-        .sortWithinPartitions("_part", *order)
+        .sortWithinPartitions("_part", "_first")
     )
-    written = unique.mapInArrow(spark_writer(out_dir), "part int, rows long").collect()
-    return by_reason, {r["part"]: r["rows"] for r in written}
+    written = unique.mapInArrow(spark_writer(out_dir), SPARK_RESULT).collect()
+    return by_reason, {r["part"]: r["rows"] for r in written if r["part"] is not None}
 
 
 def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
