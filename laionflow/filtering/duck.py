@@ -15,7 +15,7 @@ import tempfile
 
 from laionflow.filtering import sql
 from laionflow.filtering.sql import DUCKDB
-from laionflow.filtering.writer import write_parts
+from laionflow.filtering.writer import BATCH_ROWS, write_parts
 from laionflow.recipes import Recipe
 
 #: DuckDB's limit; with the writer's buffers and the result batches the process stays < 2 GB
@@ -24,7 +24,6 @@ MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
 #: with "Out of Memory" when the rows are about the limit's size (measured at 10M rows: 1.2 GB
 #: failed 3 runs in 5, 1.4 GB every run); with half of it, it spills and never failed
 OPERATOR_MEMORY = os.environ.get("LAIONFLOW_DUCKDB_OPERATOR_MEMORY", "500MB")
-BATCH_ROWS = 65_536
 
 
 def _kind(duck_type: str) -> str:
@@ -57,7 +56,11 @@ def utf8_csv(path: str, scratch: str) -> str:
         return fixed
 
 
-def _source(con, index: int, path: str, recipe: Recipe, needed: set[str], scratch: str) -> str:
+def _source(
+    con, index: int, path: str, recipe: Recipe, needed: set[str], scratch: str
+) -> tuple[str, set[str]]:
+    """The SELECT of one raw file's canonical columns and position, and the canonical
+    columns the file has."""
     csv = path.endswith((".csv", ".csv.gz"))
     quoted = sql.literal(utf8_csv(path, scratch) if csv else path, DUCKDB)
     if csv:
@@ -81,7 +84,8 @@ def _source(con, index: int, path: str, recipe: Recipe, needed: set[str], scratc
     by_canonical = sql.source_columns(path, list(types), recipe.columns, needed)
     kinds = {src: _kind(types[src]) for src in by_canonical.values()}
     exprs = sql.normalise(by_canonical, kinds, DUCKDB, csv=csv)
-    return f"SELECT {', '.join(exprs)}, {index} AS _src, {position} AS _pos FROM {reader}"
+    select = f"SELECT {', '.join(exprs)}, {index} AS _src, {position} AS _pos FROM {reader}"
+    return select, set(by_canonical)
 
 
 def connect(spill_dir: str):
@@ -99,21 +103,22 @@ def connect(spill_dir: str):
     return con
 
 
-def kept_query(recipe: Recipe) -> str:
+def kept_query(recipe: Recipe, absent: list[str]) -> str:
     """Passing rows with ``_part``, sorted as the writer needs them.
 
     With the shuffle, every passing row sorted by ``(part, digest, keys, input position)``:
     duplicates arrive adjacent, first in input order, and the writer drops the rest (what
     the Spark job does). Without it, parts keep input order, so the first row per key is
     found here: the smallest position per key (an aggregate of one integer), then a
-    semi-join."""
+    semi-join. ``absent`` (columns no file has: all null) are left to the writer to fill."""
     cfg = recipe.filter
     keys = ", ".join(cfg.dedup_keys)
     passed = f"SELECT *, {sql.position(DUCKDB)} AS _k FROM src WHERE _reason IS NULL"
     part = sql.part_of("_h", cfg.num_parts, DUCKDB)
     if cfg.shuffle:
         return (
-            f"SELECT * EXCLUDE (_reason, _src, _pos), {part} AS _part FROM (SELECT *, "
+            f"SELECT * EXCLUDE ({', '.join(['_reason', '_src', '_pos', *absent])}), "
+            f"{part} AS _part FROM (SELECT *, "
             f"{sql.key_digest(recipe)} AS _h FROM ({passed})) ORDER BY _part, _h, {keys}, _k"
         )
     return (
@@ -130,16 +135,17 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
     with tempfile.TemporaryDirectory(prefix="laionflow-duckdb-") as spill:
         con = connect(spill)
         try:
-            union = " UNION ALL ".join(
-                _source(con, i, p, recipe, needed, spill) for i, p in enumerate(files)
-            )
+            sources = [_source(con, i, p, recipe, needed, spill) for i, p in enumerate(files)]
+            union = " UNION ALL ".join(select for select, _ in sources)
+            present = set().union(*(columns for _, columns in sources))
+            absent = sql.absent_columns(present, recipe)
             con.execute(
                 f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason "
                 f"FROM ({union})"
             )
             counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY _reason").fetchall()
             by_reason = {reason: int(n) for reason, n in counts}
-            reader = con.sql(kept_query(recipe)).to_arrow_reader(BATCH_ROWS)
+            reader = con.sql(kept_query(recipe, absent)).to_arrow_reader(BATCH_ROWS)
             dedup = recipe.filter.dedup_keys if recipe.filter.shuffle else ()
             parts, _ = write_parts(reader, out_dir, dedup)
         finally:

@@ -44,6 +44,13 @@ def needed_columns(recipe: Recipe) -> set[str]:
     return needed
 
 
+def absent_columns(present: set[str], recipe: Recipe) -> list[str]:
+    """Canonical columns no input file has (all null, not a dedup key): the engines leave
+    them out of the sort and the exchange, and the writer writes their nulls."""
+    keep = present | set(recipe.filter.dedup_keys)
+    return [c for c in CANONICAL_TYPES if c not in keep]
+
+
 def source_columns(
     path: str, columns: list[str], overrides: dict[str, str], needed: set[str]
 ) -> dict[str, str]:

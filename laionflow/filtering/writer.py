@@ -27,12 +27,18 @@ from laionflow import fs
 from laionflow.schema import CANONICAL_TYPES
 
 ROW_GROUP = 65_536
+#: rows per batch the engines hand over: fewer, larger batches cost the writer less per row
+#: (10M-row bench, DuckDB engine: 11.9-12.1 s at 65,536, 11.1-11.3 s at 262,144)
+BATCH_ROWS = 4 * ROW_GROUP
 _ARROW = {"string": pa.string(), "int": pa.int32(), "double": pa.float64()}
 SCHEMA = pa.schema([(name, _ARROW[typ]) for name, typ in CANONICAL_TYPES.items()])
-#: pinned so a pyarrow default changing between versions cannot change one engine's bytes
+#: pinned so a pyarrow default changing between versions cannot change one engine's bytes.
+#: Dictionaries only where values repeat: for URLs, captions and per-row ids pyarrow builds a
+#: dictionary, outgrows the page limit and falls back to plain, which cost a third of the
+#: writer's time (10M-row bench: 3.9 s -> 2.7 s without them)
 OPTIONS = dict(
     compression="snappy",
-    use_dictionary=True,
+    use_dictionary=["nsfw", "license", "language"],
     write_statistics=True,
     version="2.6",
     data_page_size=1 << 20,

@@ -28,7 +28,7 @@ from laionflow.filtering.sql import (  # noqa: F401 - the reasons' names, re-exp
     needed_columns,
 )
 from laionflow.filtering.stage import done, raw_files, run_stage
-from laionflow.filtering.writer import ROW_GROUP, SPARK_RESULT, spark_writer
+from laionflow.filtering.writer import BATCH_ROWS, SPARK_RESULT, spark_writer
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
 from laionflow.schema import CANONICAL_TYPES, SchemaError
@@ -86,7 +86,7 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
         present |= columns
     df = reduce(lambda a, b: a.unionByName(b), frames)
     df = df.withColumn("_reason", F.expr(sql.reason(recipe, SPARK)))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ROW_GROUP))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
     if not cfg.shuffle:
         return _compute_in_input_order(df, recipe, tasks, out_dir)
@@ -99,7 +99,7 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
     # 32 bytes a row) nor a column no file has (the writer writes its nulls).
     keys = list(cfg.dedup_keys)
     digest = sql.key_digest(recipe)
-    absent = [c for c in CANONICAL_TYPES if c not in present and c not in keys]
+    absent = sql.absent_columns(present, recipe)
     counted, observation = _observed(df, recipe)
     passed = (
         counted.where(F.col("_reason").isNull())
