@@ -2,8 +2,8 @@
 process with no JVM, under a memory limit with spilling, writing through the shared writer.
 
 Two scans of the raw files: one counts rows per reason (DuckDB reads only the columns the
-rules need), one streams the kept, deduplicated rows sorted by ``(part, digest, keys)`` into
-:func:`laionflow.filtering.writer.write_parts`.
+rules need), one streams the passing rows sorted by ``(part, digest, keys, position)`` into
+:func:`laionflow.filtering.writer.write_parts`, which drops the duplicates.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from laionflow.recipes import Recipe
 
 #: DuckDB's limit; with the writer's buffers and the result batches the process stays < 2 GB
 MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
-#: what the sort may hold before it spills. DuckDB 2.0's sort, given the whole limit, fails
-#: with "Out of Memory" when the rows are about the limit's size (measured at 10M rows: 1.2 GB
-#: failed 3 runs in 5, 1.4 GB every run); with half of it, it spills and never failed
+#: what the sort may hold before it spills, leaving the rest of the limit to the scans and the
+#: Arrow batches (README traps: DuckDB 2.0 and memory)
 OPERATOR_MEMORY = os.environ.get("LAIONFLOW_DUCKDB_OPERATOR_MEMORY", "500MB")
 
 
@@ -58,9 +57,10 @@ def utf8_csv(path: str, scratch: str) -> str:
 
 def _source(
     con, index: int, path: str, recipe: Recipe, needed: set[str], scratch: str
-) -> tuple[str, set[str]]:
-    """The SELECT of one raw file's canonical columns and position, and the canonical
-    columns the file has."""
+) -> tuple[str, str, set[str]]:
+    """One raw file: the select list of its canonical columns, what to read it with (a
+    ``read_parquet`` of the path, or a temporary table of the csv), and the canonical columns
+    the file has."""
     csv = path.endswith((".csv", ".csv.gz"))
     quoted = sql.literal(utf8_csv(path, scratch) if csv else path, DUCKDB)
     if csv:
@@ -73,19 +73,49 @@ def _source(
         )
         con.execute("SET preserve_insertion_order = false")
         reader = f"csv{index}"
-        position = "file_row_number"
     elif ".parquet" in path:
         reader = f"read_parquet({quoted}, file_row_number=true)"
-        position = "file_row_number"
     else:
         raise sql.SchemaError(f"{path}: unknown metadata format (expected .parquet or .csv)")
     described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     types = {row[0]: row[1] for row in described if row[0] != "file_row_number"}
     by_canonical = sql.source_columns(path, list(types), recipe.columns, needed)
     kinds = {src: _kind(types[src]) for src in by_canonical.values()}
-    exprs = sql.normalise(by_canonical, kinds, DUCKDB, csv=csv)
-    select = f"SELECT {', '.join(exprs)}, {index} AS _src, {position} AS _pos FROM {reader}"
-    return select, set(by_canonical)
+    exprs = ", ".join(sql.normalise(by_canonical, kinds, DUCKDB, csv=csv))
+    return exprs, reader, set(by_canonical)
+
+
+def sources(
+    con, files: list[str], recipe: Recipe, needed: set[str], scratch: str
+) -> tuple[str, set[str]]:
+    """One query over every raw file (canonical columns, ``_src`` its index in ``files``,
+    ``_pos`` its row) and the canonical columns any file has.
+
+    Parquet files with the same select list are read by one ``read_parquet`` of them all:
+    DuckDB 2.0 streaming a ``UNION ALL`` of eight file scans ran out of memory at 20M rows
+    (three scans or one scan of all eight did not), so a union is left only where the files'
+    columns differ."""
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    present: set[str] = set()
+    for i, path in enumerate(files):
+        exprs, reader, columns = _source(con, i, path, recipe, needed, scratch)
+        present |= columns
+        kind = "parquet" if reader.startswith("read_parquet") else reader
+        groups.setdefault((exprs, kind), []).append((i, path))
+    selects = []
+    for (exprs, kind), members in groups.items():
+        if kind != "parquet":
+            ((index, _),) = members
+            selects.append(f"SELECT {exprs}, {index} AS _src, file_row_number AS _pos FROM {kind}")
+            continue
+        paths = "[" + ", ".join(sql.literal(p, DUCKDB) for _, p in members) + "]"
+        indexes = "[" + ", ".join(str(i) for i, _ in members) + "]"
+        src = f"{indexes}[list_position({paths}, filename)]"
+        selects.append(
+            f"SELECT {exprs}, {src} AS _src, file_row_number AS _pos "
+            f"FROM read_parquet({paths}, file_row_number=true, filename=true)"
+        )
+    return " UNION ALL ".join(selects), present
 
 
 def connect(spill_dir: str):
@@ -116,9 +146,9 @@ def kept_query(recipe: Recipe, absent: list[str]) -> str:
     passed = f"SELECT *, {sql.position(DUCKDB)} AS _k FROM src WHERE _reason IS NULL"
     part = sql.part_of("_h", cfg.num_parts, DUCKDB)
     if cfg.shuffle:
+        dropped = ", ".join(["_reason", "_src", "_pos", *absent])
         return (
-            f"SELECT * EXCLUDE ({', '.join(['_reason', '_src', '_pos', *absent])}), "
-            f"{part} AS _part FROM (SELECT *, "
+            f"SELECT * EXCLUDE ({dropped}), {part} AS _part FROM (SELECT *, "
             f"{sql.key_digest(recipe)} AS _h FROM ({passed})) ORDER BY _part, _h, {keys}, _k"
         )
     return (
@@ -135,9 +165,7 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
     with tempfile.TemporaryDirectory(prefix="laionflow-duckdb-") as spill:
         con = connect(spill)
         try:
-            sources = [_source(con, i, p, recipe, needed, spill) for i, p in enumerate(files)]
-            union = " UNION ALL ".join(select for select, _ in sources)
-            present = set().union(*(columns for _, columns in sources))
+            union, present = sources(con, files, recipe, needed, spill)
             absent = sql.absent_columns(present, recipe)
             con.execute(
                 f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason "
@@ -147,7 +175,7 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
             by_reason = {reason: int(n) for reason, n in counts}
             reader = con.sql(kept_query(recipe, absent)).to_arrow_reader(BATCH_ROWS)
             dedup = recipe.filter.dedup_keys if recipe.filter.shuffle else ()
-            parts, _ = write_parts(reader, out_dir, dedup)
+            parts = write_parts(reader, out_dir, dedup)[0]
         finally:
             con.close()
     return by_reason, parts

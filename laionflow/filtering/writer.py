@@ -27,10 +27,9 @@ from laionflow import fs
 from laionflow.schema import CANONICAL_TYPES
 
 ROW_GROUP = 65_536
-#: rows per batch the engines hand over. Larger batches cost the writer less per row (10M-row
-#: bench, DuckDB engine: 11.1-11.3 s at 262,144 against 11.9-12.1 s), but DuckDB builds the
-#: first batch inside its memory limit while the sort still holds it: at 262,144 rows the sort
-#: failed with "Out of Memory" in 4 of 14 runs, at 65,536 in none of 13
+#: rows per batch the engines hand over. Larger batches cost the writer a little less (10M-row
+#: bench, DuckDB engine: 11.1-11.3 s at 262,144 against 11.9-12.1 s), but DuckDB builds them
+#: inside its memory limit, beside the sort: kept at one row group
 BATCH_ROWS = ROW_GROUP
 _ARROW = {"string": pa.string(), "int": pa.int32(), "double": pa.float64()}
 SCHEMA = pa.schema([(name, _ARROW[typ]) for name, typ in CANONICAL_TYPES.items()])
