@@ -57,10 +57,10 @@ def utf8_csv(path: str, scratch: str) -> str:
 
 def _source(
     con, index: int, path: str, recipe: Recipe, needed: set[str], scratch: str
-) -> tuple[str, str, set[str]]:
-    """One raw file: the select list of its canonical columns, what to read it with (a
-    ``read_parquet`` of the path, or a temporary table of the csv), and the canonical columns
-    the file has."""
+) -> tuple[str, str | None, set[str]]:
+    """One raw file: the select list of its canonical columns, the temporary table a csv is
+    loaded into (``None`` for parquet, read in place), and the canonical columns the file
+    has."""
     csv = path.endswith((".csv", ".csv.gz"))
     quoted = sql.literal(utf8_csv(path, scratch) if csv else path, DUCKDB)
     if csv:
@@ -82,7 +82,7 @@ def _source(
     by_canonical = sql.source_columns(path, list(types), recipe.columns, needed)
     kinds = {src: _kind(types[src]) for src in by_canonical.values()}
     exprs = ", ".join(sql.normalise(by_canonical, kinds, DUCKDB, csv=csv))
-    return exprs, reader, set(by_canonical)
+    return exprs, reader if csv else None, set(by_canonical)
 
 
 def sources(
@@ -95,18 +95,17 @@ def sources(
     DuckDB 2.0 streaming a ``UNION ALL`` of eight file scans ran out of memory at 20M rows
     (three scans or one scan of all eight did not), so a union is left only where the files'
     columns differ."""
-    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
     present: set[str] = set()
     for i, path in enumerate(files):
-        exprs, reader, columns = _source(con, i, path, recipe, needed, scratch)
+        exprs, table, columns = _source(con, i, path, recipe, needed, scratch)
         present |= columns
-        kind = "parquet" if reader.startswith("read_parquet") else reader
-        groups.setdefault((exprs, kind), []).append((i, path))
+        groups.setdefault((exprs, table), []).append((i, path))
     selects = []
-    for (exprs, kind), members in groups.items():
-        if kind != "parquet":
+    for (exprs, table), members in groups.items():
+        if table is not None:  # a csv's own table
             ((index, _),) = members
-            selects.append(f"SELECT {exprs}, {index} AS _src, file_row_number AS _pos FROM {kind}")
+            selects.append(f"SELECT {exprs}, {index} AS _src, file_row_number AS _pos FROM {table}")
             continue
         paths = "[" + ", ".join(sql.literal(p, DUCKDB) for _, p in members) + "]"
         indexes = "[" + ", ".join(str(i) for i, _ in members) + "]"

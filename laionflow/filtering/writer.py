@@ -54,18 +54,14 @@ def part_name(part: int) -> str:
 
 
 def _same_as_previous(column: pa.Array, last: pa.Array) -> pa.Array:
-    """Per row: equal to the row before it (``last`` is the previous batch's final value, or
-    empty); two nulls are equal, as in a SQL ``GROUP BY``."""
-    if not len(last):
-        last = pa.nulls(1, column.type)
-        first_unknown = True
-    else:
-        first_unknown = False
-    before = pa.concat_arrays([last.cast(column.type), column.slice(0, len(column) - 1)])
+    """Per row: equal to the row before it; ``last`` is the previous batch's final value
+    (empty before the first batch, whose first row has no predecessor). Two nulls are equal,
+    as in a SQL ``GROUP BY``."""
+    first = last.cast(column.type) if len(last) else pa.nulls(1, column.type)
+    before = pa.concat_arrays([first, column.slice(0, len(column) - 1)])
     equal = pc.fill_null(pc.equal(column, before), False)
-    both_null = pc.and_(pc.is_null(column), pc.is_null(before))
-    same = pc.or_(equal, both_null)
-    if first_unknown:  # the very first row has no predecessor
+    same = pc.or_(equal, pc.and_(pc.is_null(column), pc.is_null(before)))
+    if not len(last):
         same = pa.concat_arrays([pa.array([False]), same.slice(1)])
     return same
 
@@ -206,9 +202,7 @@ def spark_writer(out_dir: str, dedup: Sequence[str] = ()):
                 "rows": [rows.get(p, 0) for p in parts],
                 "received": [received] + [0] * (len(parts) - 1),
             },
-            schema=pa.schema(
-                [("part", pa.int32()), ("rows", pa.int64()), ("received", pa.int64())]
-            ),
+            schema=_RESULT_SCHEMA,
         )
 
     return write

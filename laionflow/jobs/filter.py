@@ -112,7 +112,7 @@ def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
         )
     )
     written = passed.mapInArrow(spark_writer(out_dir, keys), SPARK_RESULT).collect()
-    parts = {r["part"]: r["rows"] for r in written if r["part"] is not None}
+    parts = _parts(written)
     received = sum(r["received"] for r in written)
     by_reason = {k: v for k, v in observation.get.items() if v}
     by_reason[None] = by_reason.pop(_PASSED, 0)
@@ -144,6 +144,11 @@ def _observed(df, recipe: Recipe):
     ), observation
 
 
+def _parts(written: list) -> dict[int, int]:
+    """``{part: rows}`` from the writer tasks' rows (a task without rows reports part null)."""
+    return {r["part"]: r["rows"] for r in written if r["part"] is not None}
+
+
 def _count_reasons(df) -> dict:
     return {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
 
@@ -167,7 +172,7 @@ def _compute_in_input_order(df, recipe: Recipe, tasks: int, out_dir: str):
         .sortWithinPartitions("_part", "_first")
     )
     written = unique.mapInArrow(spark_writer(out_dir), SPARK_RESULT).collect()
-    return by_reason, {r["part"]: r["rows"] for r in written if r["part"] is not None}
+    return by_reason, _parts(written)
 
 
 def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
