@@ -1,9 +1,11 @@
 """The DuckDB filter engine (``filter.engine: duckdb``): the same SQL as the Spark job, in one
 process with no JVM, under a memory limit with spilling, writing through the shared writer.
 
-Two scans of the raw files: one counts rows per reason (DuckDB reads only the columns the
-rules need), one streams the passing rows sorted by ``(part, digest, keys, position)`` into
-:func:`laionflow.filtering.writer.write_parts`, which drops the duplicates.
+With the shuffle (the recipes' default), one unsorted scan of the raw files streams every
+row into :mod:`laionflow.filtering.runs` (the map side: reasons counted, passing rows split by
+part into run files), then each part is sorted and written on its own (the reduce side, the
+same code the Spark engine runs). Without it, one scan counts rows per reason and one streams
+the passing rows in input order into :func:`laionflow.filtering.writer.write_parts`.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import gzip
 import os
 import tempfile
 
-from laionflow.filtering import sql
+from laionflow.filtering import runs, sql
 from laionflow.filtering.sql import DUCKDB
-from laionflow.filtering.writer import BATCH_ROWS, write_parts
+from laionflow.filtering.writer import BATCH_ROWS, ROW_GROUP, write_parts
 from laionflow.recipes import Recipe
+from laionflow.schema import CANONICAL_TYPES
 
 #: DuckDB's limit; with the writer's buffers and the result batches the process stays < 2 GB
 MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
 #: what the sort may hold before it spills, leaving the rest of the limit to the scans and the
 #: Arrow batches (README traps: DuckDB 2.0 and memory)
 OPERATOR_MEMORY = os.environ.get("LAIONFLOW_DUCKDB_OPERATOR_MEMORY", "500MB")
+#: rows per batch of the shuffle's map scan: nothing sorts beside it, and fewer, larger
+#: batches cost the scan and the run writer less (10M-row bench: 6.2 s -> 5.0 s)
+MAP_BATCH_ROWS = 4 * ROW_GROUP
 
 
 def _kind(duck_type: str) -> str:
@@ -132,24 +138,27 @@ def connect(spill_dir: str):
     return con
 
 
-def kept_query(recipe: Recipe, absent: list[str]) -> str:
-    """Passing rows with ``_part``, sorted as the writer needs them.
+def map_query(recipe: Recipe, absent: list[str]) -> str:
+    """Every row, unsorted, as the shuffle's map side reads it (:mod:`.runs`): the canonical
+    columns a file has, ``_reason``, the input position ``_k`` and, for a passing row, the
+    order key ``_o``."""
+    columns = ", ".join(c for c in CANONICAL_TYPES if c not in absent)
+    return (
+        f"SELECT {columns}, _reason, _k, CASE WHEN _reason IS NULL THEN "
+        f"{sql.order_key(recipe, DUCKDB)} END AS {runs.ORDER} FROM (SELECT *, "
+        f"{sql.position(DUCKDB)} AS _k, CASE WHEN _reason IS NULL THEN "
+        f"{sql.digest_number(recipe)} END AS {sql.DIGEST_NUMBER} FROM src)"
+    )
 
-    With the shuffle, every passing row sorted by ``(part, digest, keys, input position)``:
-    duplicates arrive adjacent, first in input order, and the writer drops the rest (what
-    the Spark job does). Without it, parts keep input order, so the first row per key is
-    found here: the smallest position per key (an aggregate of one integer), then a
-    semi-join. ``absent`` (columns no file has: all null) are left to the writer to fill."""
+
+def in_input_order_query(recipe: Recipe) -> str:
+    """``filter.shuffle: false``: passing rows with ``_part``, parts in input order. The first
+    row per key is found here, as duplicates are not adjacent: the smallest position per key
+    (an aggregate of one integer), then a semi-join."""
     cfg = recipe.filter
     keys = ", ".join(cfg.dedup_keys)
     passed = f"SELECT *, {sql.position(DUCKDB)} AS _k FROM src WHERE _reason IS NULL"
     part = sql.part_of("_h", cfg.num_parts, DUCKDB)
-    if cfg.shuffle:
-        dropped = ", ".join(["_reason", "_src", "_pos", *absent])
-        return (
-            f"SELECT * EXCLUDE ({dropped}), {part} AS _part FROM (SELECT *, "
-            f"{sql.key_digest(recipe)} AS _h FROM ({passed})) ORDER BY _part, _h, {keys}, _k"
-        )
     return (
         f"WITH passed AS ({passed}) "
         f"SELECT *, {part} AS _part FROM ("
@@ -159,7 +168,12 @@ def kept_query(recipe: Recipe, absent: list[str]) -> str:
 
 
 def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[int, int]]:
-    """Per-reason counts of every raw row, and ``{part: rows}`` written under ``out_dir``."""
+    """Per-reason counts of every raw row, and ``{part: rows}`` written under ``out_dir``.
+
+    With the shuffle: one scan, streamed into run files (counting reasons on the way), then a
+    reduce per part on as many threads as cores. Without it: a counting scan, then the
+    passing rows in input order into the writer."""
+    cfg = recipe.filter
     needed = sql.needed_columns(recipe)
     with tempfile.TemporaryDirectory(prefix="laionflow-duckdb-") as spill:
         con = connect(spill)
@@ -170,11 +184,16 @@ def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[
                 f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason "
                 f"FROM ({union})"
             )
-            counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY _reason").fetchall()
-            by_reason = {reason: int(n) for reason, n in counts}
-            reader = con.sql(kept_query(recipe, absent)).to_arrow_reader(BATCH_ROWS)
-            dedup = recipe.filter.dedup_keys if recipe.filter.shuffle else ()
-            parts = write_parts(reader, out_dir, dedup)[0]
+            if cfg.shuffle:
+                reader = con.sql(map_query(recipe, absent)).to_arrow_reader(MAP_BATCH_ROWS)
+                by_reason = runs.map_task(reader, f"{spill}/runs", 0, cfg.num_parts)
+            else:
+                counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY ALL").fetchall()
+                by_reason = {reason: int(n) for reason, n in counts}
+                reader = con.sql(in_input_order_query(recipe)).to_arrow_reader(BATCH_ROWS)
+                return by_reason, write_parts(reader, out_dir)[0]
         finally:
             con.close()
+        keys = list(cfg.dedup_keys)
+        parts = runs.reduce_all(f"{spill}/runs", out_dir, cfg.num_parts, keys, ["_k"])[0]
     return by_reason, parts

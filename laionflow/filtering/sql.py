@@ -192,11 +192,38 @@ def reason(recipe: Recipe, dialect: str) -> str:
 def key_digest(recipe: Recipe) -> str:
     """Hex md5 of the seed and the dedup keys (null-aware, unambiguous per key kind): where a
     row goes and where it sorts. Same text, same digest, in both engines."""
+    return f"md5({_digested(recipe)})"
+
+
+def _digested(recipe: Recipe) -> str:
     cfg = recipe.filter
     parts = [literal(str(cfg.seed), DUCKDB)]
     for key in cfg.dedup_keys:
         parts.append(f"coalesce('v' || CAST({key} AS STRING), 'n')")
-    return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+    return f"concat_ws(chr(31), {', '.join(parts)})"
+
+
+def order_key(recipe: Recipe, dialect: str) -> str:
+    """The first 60 bits of :func:`key_digest` as a BIGINT: the shuffle's order, and (its top
+    32 bits modulo the parts) the part, as :func:`part_of` reads the hex digest.
+
+    In DuckDB it reads :data:`DIGEST_NUMBER`, a column the caller computes as
+    :func:`digest_number` in an inner select: ``md5_number`` reads the digest's bytes
+    little-endian, so its first 8 are swapped back with integer work, cheaper than the hex
+    text (10M-row bench: the scan 5.0 s -> 4.4 s); inlined, the md5 would run once per use."""
+    if dialect == SPARK:
+        return f"CAST(conv(substr({key_digest(recipe)}, 1, 15), 16, 10) AS BIGINT)"
+    n = DIGEST_NUMBER
+    swapped = " | ".join(f"((({n} >> {8 * i}) & 255::UBIGINT) << {8 * (7 - i)})" for i in range(8))
+    return f"CAST(({swapped}) >> 4 AS BIGINT)"
+
+
+DIGEST_NUMBER = "_md5"
+
+
+def digest_number(recipe: Recipe) -> str:
+    """DuckDB: the digest's first 8 bytes, little-endian, as a UBIGINT (see :func:`order_key`)."""
+    return f"CAST(md5_number({_digested(recipe)}) & 18446744073709551615::UHUGEINT AS UBIGINT)"
 
 
 def part_of(digest: str, num_parts: int, dialect: str) -> str:

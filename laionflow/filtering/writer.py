@@ -59,11 +59,15 @@ def _same_as_previous(column: pa.Array, last: pa.Array) -> pa.Array:
     as in a SQL ``GROUP BY``."""
     first = last.cast(column.type) if len(last) else pa.nulls(1, column.type)
     before = pa.concat_arrays([first, column.slice(0, len(column) - 1)])
-    equal = pc.fill_null(pc.equal(column, before), False)
-    same = pc.or_(equal, pc.and_(pc.is_null(column), pc.is_null(before)))
+    same = equal_or_both_null(column, before)
     if not len(last):
         same = pa.concat_arrays([pa.array([False]), same.slice(1)])
     return same
+
+
+def equal_or_both_null(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Per row: ``a == b``, two nulls counting as equal (as in a SQL ``GROUP BY``)."""
+    return pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
 
 
 def _canonical(batch: pa.RecordBatch) -> pa.Table:

@@ -1,0 +1,189 @@
+"""The filter's shuffle through files, shared by both engines: map tasks split their rows by
+part into run files, then one reduce task per part sorts that part's runs and writes it
+through the shared writer.
+
+A part is small (a 16th of the kept rows at 10M raw rows: ~300k), so its sort is a numpy sort
+of two integers in memory, where a global ``ORDER BY`` or a Spark exchange + sort moved every
+column of every row through a sort that spills. The map side is the engine's scan, streamed;
+the reduce side is this module, the same code on both engines.
+
+A map task's batches carry the canonical columns, ``_reason`` (null when the row passed every
+rule), :data:`ORDER` (the digest's first 60 bits: where the row goes and where it sorts) and
+the input position columns (which duplicate is kept). Run files are Arrow IPC streams named
+``<runs>/<part>/<task>.arrow``, written under a temporary name and renamed when the task
+ends, so a re-run task replaces its own runs and a failed one leaves none that count.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from queue import Queue
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from laionflow import fs
+from laionflow.filtering.writer import BATCH_ROWS, equal_or_both_null, write_parts
+
+#: a row's 60 leading digest bits (BIGINT): its part is the top 32 modulo the parts
+ORDER = "_o"
+REASON = "_reason"
+
+
+def part_of_order(order: np.ndarray, num_parts: int) -> np.ndarray:
+    """The part of each row: the digest's first 32 bits modulo ``num_parts``, as
+    :func:`laionflow.filtering.sql.part_of` computes it from the hex digest."""
+    return ((order >> 28) % num_parts).astype(np.int32)
+
+
+class RunWriter:
+    """One map task's output: counts rows per reason, appends each passing row to its part's
+    run file. ``write(batch)`` per batch, then ``close() -> {reason or None: rows}``."""
+
+    def __init__(self, run_dir: str, task: int, num_parts: int) -> None:
+        self.run_dir, self.task, self.num_parts = run_dir, task, num_parts
+        self.counts: dict[str | None, int] = {}
+        self._open: dict[int, tuple[str, object, pa.ipc.RecordBatchStreamWriter]] = {}
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        reasons = batch.column(REASON)
+        for item in pc.value_counts(reasons).to_pylist():
+            self.counts[item["values"]] = self.counts.get(item["values"], 0) + item["counts"]
+        batch = batch.drop_columns([REASON])
+        order = batch.column(ORDER)
+        if order.null_count == len(order):
+            return
+        # one take of the passing rows grouped by part; a failed row has no order (null):
+        # part ``num_parts``, after every real one, and cut off
+        parts = part_of_order(order.fill_null(-1).to_numpy(), self.num_parts)
+        parts[order.is_null().to_numpy(zero_copy_only=False)] = self.num_parts
+        by_part = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[by_part], np.arange(self.num_parts + 1))
+        batch = batch.take(pa.array(by_part[: bounds[-1]]))
+        for part in np.flatnonzero(np.diff(bounds)):
+            lo, hi = int(bounds[part]), int(bounds[part + 1])
+            self._stream(int(part), batch.schema).write_batch(batch.slice(lo, hi - lo))
+
+    def _stream(self, part: int, schema: pa.Schema) -> pa.ipc.RecordBatchStreamWriter:
+        if part not in self._open:
+            folder = f"{self.run_dir}/{part:05d}"
+            fs.makedirs(folder)
+            tmp = f"{folder}/.{self.task:05d}-{uuid.uuid4().hex[:8]}.arrow"
+            handle = fs.open(tmp, "wb")
+            self._open[part] = (tmp, handle, pa.ipc.new_stream(handle, schema))
+        return self._open[part][2]
+
+    def close(self) -> dict[str | None, int]:
+        for part, (tmp, handle, stream) in sorted(self._open.items()):
+            stream.close()
+            handle.close()
+            fs.move(tmp, f"{self.run_dir}/{part:05d}/{self.task:05d}.arrow")
+        self._open.clear()
+        return self.counts
+
+
+def map_task(
+    batches: Iterable[pa.RecordBatch], run_dir: str, task: int, num_parts: int
+) -> dict[str | None, int]:
+    """Split ``batches`` into run files; rows per reason (``None``: passed)."""
+    writer = RunWriter(run_dir, task, num_parts)
+    for batch in _prefetched(batches):
+        writer.write(batch)
+    return writer.close()
+
+
+def _prefetched(batches: Iterable[pa.RecordBatch], ahead: int = 2) -> Iterator[pa.RecordBatch]:
+    """``batches``, pulled by a thread of their own so the engine produces the next ones
+    while this thread splits the last (both release the GIL)."""
+    queue: Queue = Queue(maxsize=ahead)
+
+    def pull() -> None:
+        try:
+            for batch in batches:
+                queue.put(batch)
+            queue.put(None)
+        except BaseException as err:  # handed over, raised in the consumer
+            queue.put(err)
+
+    thread = threading.Thread(target=pull, name="laionflow-map-fetch", daemon=True)
+    thread.start()
+    while (item := queue.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    thread.join()
+
+
+def unique_order(
+    table: pa.Table, keys: Sequence[str], position: Sequence[str]
+) -> tuple[np.ndarray, bool]:
+    """Indices ordering ``table`` by ``(ORDER, keys, position)``, and whether duplicates are
+    already dropped from them.
+
+    A numpy sort of two integers, ``(ORDER, position)``: a row whose order equals the one
+    before it almost always has the same keys too, so it is a later duplicate and is
+    dropped here (a comparison of those rows' keys only, where the writer would compare
+    every row's). Only if two different keys share the 60 bits does the exact multi-column
+    sort run, leaving the duplicates to the writer."""
+    order = table.column(ORDER).to_numpy()
+    idx = np.lexsort([*(table.column(c).to_numpy() for c in reversed(position)), order])
+    if not keys:
+        return idx, True
+    later = np.flatnonzero(order[idx][1:] == order[idx][:-1]) + 1
+    if not len(later):
+        return idx, True
+    if _equal_keys(table, keys, idx[later - 1], idx[later]):
+        return np.delete(idx, later), True
+    sort_keys = [(c, "ascending") for c in (ORDER, *keys, *position)]
+    return pc.sort_indices(table, sort_keys).to_numpy(), False
+
+
+def _equal_keys(table: pa.Table, keys: Sequence[str], a: np.ndarray, b: np.ndarray) -> bool:
+    """Rows ``a[i]`` and ``b[i]`` have equal keys, for every ``i``."""
+    first, second = pa.array(a), pa.array(b)
+    for key in keys:
+        column = table.column(key)
+        if not pc.all(equal_or_both_null(column.take(first), column.take(second))).as_py():
+            return False
+    return True
+
+
+def reduce_part(
+    run_dir: str, part: int, out_dir: str, keys: Sequence[str], position: Sequence[str]
+) -> tuple[int, int]:
+    """Part ``part``'s runs, sorted, deduplicated on ``keys`` and written under ``out_dir``;
+    ``(rows written, rows received)``, ``(0, 0)`` when no task sent it a row. Its runs are
+    deleted once the part is written."""
+    folder = f"{run_dir}/{part:05d}"
+    if not fs.exists(folder):
+        return 0, 0
+    tables = []
+    for path in sorted(fs.ls(folder)):
+        if not os.path.basename(path).startswith("."):
+            with fs.open(path, "rb") as handle:
+                tables.append(pa.ipc.open_stream(handle).read_all())
+    # one contiguous array per column: a take across many small chunks costs more
+    table = pa.concat_tables(tables).combine_chunks()
+    idx, unique = unique_order(table, keys, position)
+    kept = table.take(pa.array(idx)).drop_columns([ORDER, *position])
+    kept = kept.append_column("_part", pa.array(np.full(kept.num_rows, part, np.int32)))
+    rows = write_parts(kept.to_batches(BATCH_ROWS), out_dir, () if unique else keys)[0]
+    fs.rm(folder, recursive=True)
+    return rows.get(part, 0), table.num_rows
+
+
+def reduce_all(
+    run_dir: str, out_dir: str, num_parts: int, keys: Sequence[str], position: Sequence[str]
+) -> tuple[dict[int, int], int]:
+    """Every part, on as many threads as cores (the sort, take and parquet encoding release
+    the GIL); ``({part: rows}, rows received)``."""
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        done = list(
+            pool.map(lambda p: reduce_part(run_dir, p, out_dir, keys, position), range(num_parts))
+        )
+    return {p: rows for p, (rows, _) in enumerate(done) if rows}, sum(r for _, r in done)
