@@ -15,9 +15,10 @@ import gzip
 import os
 import tempfile
 
+from laionflow import fs
 from laionflow.filtering import runs, sql
 from laionflow.filtering.sql import DUCKDB
-from laionflow.filtering.writer import BATCH_ROWS, ROW_GROUP, write_parts
+from laionflow.filtering.writer import BATCH_ROWS, write_parts
 from laionflow.recipes import Recipe
 from laionflow.schema import CANONICAL_TYPES
 
@@ -26,9 +27,6 @@ MEMORY_LIMIT = os.environ.get("LAIONFLOW_DUCKDB_MEMORY", "1200MB")
 #: what the sort may hold before it spills, leaving the rest of the limit to the scans and the
 #: Arrow batches (README traps: DuckDB 2.0 and memory)
 OPERATOR_MEMORY = os.environ.get("LAIONFLOW_DUCKDB_OPERATOR_MEMORY", "500MB")
-#: rows per batch of the shuffle's map scan: nothing sorts beside it, and fewer, larger
-#: batches cost the scan and the run writer less (10M-row bench: 6.2 s -> 5.0 s)
-MAP_BATCH_ROWS = 4 * ROW_GROUP
 
 
 def _kind(duck_type: str) -> str:
@@ -92,7 +90,7 @@ def _source(
 
 
 def sources(
-    con, files: list[str], recipe: Recipe, needed: set[str], scratch: str
+    con, files: list[tuple[int, str]], recipe: Recipe, needed: set[str], scratch: str
 ) -> tuple[str, set[str]]:
     """One query over every raw file (canonical columns, ``_src`` its index in ``files``,
     ``_pos`` its row) and the canonical columns any file has.
@@ -103,7 +101,7 @@ def sources(
     columns differ."""
     groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
     present: set[str] = set()
-    for i, path in enumerate(files):
+    for i, path in files:
         exprs, table, columns = _source(con, i, path, recipe, needed, scratch)
         present |= columns
         groups.setdefault((exprs, table), []).append((i, path))
@@ -123,7 +121,7 @@ def sources(
     return " UNION ALL ".join(selects), present
 
 
-def connect(spill_dir: str):
+def connect(spill_dir: str, threads: int | None = None):
     import duckdb
 
     con = duckdb.connect(
@@ -131,7 +129,7 @@ def connect(spill_dir: str):
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": spill_dir,
             "preserve_insertion_order": False,  # ORDER BY decides
-            "threads": os.cpu_count() or 1,
+            "threads": threads or os.cpu_count() or 1,
         }
     )
     con.execute(f"SET operator_memory_limit = '{OPERATOR_MEMORY}'")
@@ -144,9 +142,9 @@ def map_query(recipe: Recipe, absent: list[str]) -> str:
     order key ``_o``."""
     columns = ", ".join(c for c in CANONICAL_TYPES if c not in absent)
     return (
-        f"SELECT {columns}, _reason, _k, CASE WHEN _reason IS NULL THEN "
+        f"SELECT {columns}, _reason, {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
         f"{sql.order_key(recipe, DUCKDB)} END AS {runs.ORDER} FROM (SELECT *, "
-        f"{sql.position(DUCKDB)} AS _k, CASE WHEN _reason IS NULL THEN "
+        f"{sql.position(DUCKDB)} AS {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
         f"{sql.digest_number(recipe)} END AS {sql.DIGEST_NUMBER} FROM src)"
     )
 
@@ -167,33 +165,59 @@ def in_input_order_query(recipe: Recipe) -> str:
     )
 
 
+def _open_source(con, recipe: Recipe, files: list[tuple[int, str]], scratch: str) -> list[str]:
+    """The view ``src`` over ``files`` (canonical columns, ``_src``, ``_pos``, ``_reason``);
+    the canonical columns none of them has."""
+    union, present = sources(con, files, recipe, sql.needed_columns(recipe), scratch)
+    con.execute(
+        f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason FROM ({union})"
+    )
+    return sql.absent_columns(present, recipe)
+
+
+def map_files(
+    recipe: Recipe, files: list[tuple[int, str]], run_dir: str, task: int, threads: int = 0
+) -> dict[str | None, int]:
+    """One map task of the shuffle: ``files`` (``(index, path)``, the index being the file's
+    place among all the raw files, so positions are global) scanned once, unsorted, into
+    run files under ``run_dir``; rows per reason (``None``: passed). A file on remote
+    storage is copied next to the task first (DuckDB here reads local files only)."""
+    with tempfile.TemporaryDirectory(prefix="laionflow-duckdb-") as scratch:
+        local = []
+        for index, path in files:
+            if not fs.is_local(path):
+                copy = os.path.join(scratch, f"{index}-{os.path.basename(path)}")
+                fs.download(path, copy)
+                path = copy
+            local.append((index, path.removeprefix("file://")))
+        con = connect(scratch, threads)
+        try:
+            absent = _open_source(con, recipe, local, scratch)
+            reader = con.sql(map_query(recipe, absent)).to_arrow_reader(runs.MAP_BATCH_ROWS)
+            return runs.map_task(reader, run_dir, task, recipe.filter.num_parts)
+        finally:
+            con.close()
+
+
 def compute(recipe: Recipe, files: list[str], out_dir: str) -> tuple[dict, dict[int, int]]:
     """Per-reason counts of every raw row, and ``{part: rows}`` written under ``out_dir``.
 
-    With the shuffle: one scan, streamed into run files (counting reasons on the way), then a
-    reduce per part on as many threads as cores. Without it: a counting scan, then the
-    passing rows in input order into the writer."""
+    With the shuffle: one map task over every file, then a reduce per part on as many
+    threads as cores. Without it: a counting scan, then the passing rows in input order
+    into the writer."""
     cfg = recipe.filter
-    needed = sql.needed_columns(recipe)
+    if cfg.shuffle:
+        with tempfile.TemporaryDirectory(prefix="laionflow-runs-") as run_dir:
+            by_reason = map_files(recipe, list(enumerate(files)), run_dir, 0)
+            keys = list(cfg.dedup_keys)
+            parts = runs.reduce_all(run_dir, out_dir, cfg.num_parts, keys)[0]
+        return by_reason, parts
     with tempfile.TemporaryDirectory(prefix="laionflow-duckdb-") as spill:
         con = connect(spill)
         try:
-            union, present = sources(con, files, recipe, needed, spill)
-            absent = sql.absent_columns(present, recipe)
-            con.execute(
-                f"CREATE TEMP VIEW src AS SELECT *, {sql.reason(recipe, DUCKDB)} AS _reason "
-                f"FROM ({union})"
-            )
-            if cfg.shuffle:
-                reader = con.sql(map_query(recipe, absent)).to_arrow_reader(MAP_BATCH_ROWS)
-                by_reason = runs.map_task(reader, f"{spill}/runs", 0, cfg.num_parts)
-            else:
-                counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY ALL").fetchall()
-                by_reason = {reason: int(n) for reason, n in counts}
-                reader = con.sql(in_input_order_query(recipe)).to_arrow_reader(BATCH_ROWS)
-                return by_reason, write_parts(reader, out_dir)[0]
+            _open_source(con, recipe, list(enumerate(files)), spill)
+            counts = con.execute("SELECT _reason, count(*) FROM src GROUP BY ALL").fetchall()
+            reader = con.sql(in_input_order_query(recipe)).to_arrow_reader(BATCH_ROWS)
+            return {r: int(n) for r, n in counts}, write_parts(reader, out_dir)[0]
         finally:
             con.close()
-        keys = list(cfg.dedup_keys)
-        parts = runs.reduce_all(f"{spill}/runs", out_dir, cfg.num_parts, keys, ["_k"])[0]
-    return by_reason, parts

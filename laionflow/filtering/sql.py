@@ -234,17 +234,6 @@ def part_of(digest: str, num_parts: int, dialect: str) -> str:
     return f"CAST(CAST('0x' || {head} AS BIGINT) % {num_parts} AS INTEGER)"
 
 
-def spark_sort_key(part: str, digest: str, num_parts: int) -> str:
-    """One BIGINT ordered like ``(part, digest)`` (``part`` is the column of
-    :func:`part_of`): the part, then as many leading bits of the digest as fit beside it.
-    Spark's sorter compares a leading integer key by its prefix alone, where a leading
-    string means a full row comparison each time; ties (rows sharing those bits) go on to
-    the digest, so the order is the DuckDB engine's ``ORDER BY _part, _h``."""
-    bits = min(40, 62 - num_parts.bit_length()) // 4 * 4
-    head = f"CAST(conv(substr({digest}, 1, {bits // 4}), 16, 10) AS BIGINT)"
-    return f"(CAST({part} AS BIGINT) * {1 << bits} + {head})"
-
-
 def first_row(columns: list[str], dialect: str) -> list[str]:
     """Aggregates picking, among duplicates, the values of the first one in input order (file
     order, then row order within the file): DuckDB's ``_pos`` is the file's row number, Spark's

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from laionflow import fs
 from laionflow.layout import Layout, part_id
 from laionflow.recipes import Recipe
+from laionflow.schema import SchemaError
 
 log = logging.getLogger(__name__)
 #: ``compute(readable_files, tmp_out_dir) -> (by_reason, {part: rows})``; ``by_reason[None]``
@@ -29,6 +30,36 @@ def raw_files(recipe: Recipe) -> list[str]:
     if not files:
         raise FileNotFoundError(f"no metadata under {Layout(recipe.dataset_root).raw_metadata}")
     return sorted(files)
+
+
+def file_columns(path: str) -> list[str]:
+    """The column names of one raw file, from its footer (parquet) or header line (csv),
+    without reading its rows; on remote storage too."""
+    if path.endswith((".csv", ".csv.gz")):
+        import csv
+        import gzip
+        import io
+
+        with fs.open(path, "rb") as raw:
+            handle = gzip.open(raw) if path.endswith(".gz") else raw
+            line = io.TextIOWrapper(handle, encoding="utf-8", errors="replace").readline()
+        return next(csv.reader([line]), [])
+    if ".parquet" not in path:
+        raise SchemaError(f"{path}: unknown metadata format (expected .parquet or .csv)")
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as handle:
+        return pq.read_schema(handle).names
+
+
+def check_columns(recipe: Recipe, files: list[str]) -> None:
+    """:class:`SchemaError` naming the file and column for the first file that lacks one the
+    recipe needs: checked on the driver before any task starts."""
+    from laionflow.filtering import sql
+
+    needed = sql.needed_columns(recipe)
+    for path in files:
+        sql.source_columns(path, file_columns(path), recipe.columns, needed)
 
 
 def run_stage(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from functools import reduce
 
-from laionflow.filtering import sql
+from laionflow.filtering import runs, sql
 from laionflow.filtering.sql import (  # noqa: F401 - the reasons' names, re-exported
     EMPTY_CAPTION,
     INVALID_CAPTION,
@@ -27,7 +27,7 @@ from laionflow.filtering.sql import (  # noqa: F401 - the reasons' names, re-exp
     SPARK,
     needed_columns,
 )
-from laionflow.filtering.stage import done, raw_files, run_stage
+from laionflow.filtering.stage import check_columns, done, raw_files, run_stage
 from laionflow.filtering.writer import BATCH_ROWS, SPARK_RESULT, spark_writer
 from laionflow.layout import Layout
 from laionflow.recipes import Recipe
@@ -75,78 +75,55 @@ def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: i
 
 
 def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
+    """``filter.shuffle: false``: Spark SQL reads, filters and groups (parts in input order)."""
     from pyspark.sql import functions as F
 
     cfg = recipe.filter
     needed = needed_columns(recipe)
-    frames, present = [], set()
-    for i, path in enumerate(files):
-        frame, columns = read_normalised(spark, path, recipe, needed, i)
-        frames.append(frame)
-        present |= columns
+    frames = [read_normalised(spark, path, recipe, needed, i)[0] for i, path in enumerate(files)]
     df = reduce(lambda a, b: a.unionByName(b), frames)
     df = df.withColumn("_reason", F.expr(sql.reason(recipe, SPARK)))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
-    if not cfg.shuffle:
-        return _compute_in_input_order(df, recipe, tasks, out_dir)
-    # One scan, one exchange: the per-reason counts are observed while the rows stream by;
-    # passing rows go to their part's partition (the md5 of the dedup keys, so duplicates share
-    # it), sorted by a long that orders like (part, digest) — Spark's sort then compares
-    # prefixes, not strings — then digest, keys and input position: duplicates arrive adjacent
-    # and the writer keeps the first (no aggregate over every column). The exchange carries
-    # only what the writer needs: not the digest (recomputed after it, cheaper than moving
-    # 32 bytes a row) nor a column no file has (the writer writes its nulls).
-    keys = list(cfg.dedup_keys)
-    digest = sql.key_digest(recipe)
-    absent = sql.absent_columns(present, recipe)
-    counted, observation = _observed(df, recipe)
-    passed = (
-        counted.where(F.col("_reason").isNull())
-        .drop("_reason", *absent)
-        .withColumn("_part", F.expr(sql.part_of(digest, cfg.num_parts, SPARK)))
-        .repartition(tasks, "_part")
-        .withColumn("_h", F.expr(digest))
-        .sortWithinPartitions(
-            F.expr(sql.spark_sort_key("_part", "_h", cfg.num_parts)), "_h", *keys, *POS
+    return _compute_in_input_order(df, recipe, tasks, out_dir)
+
+
+def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
+    """The shuffle through run files (:mod:`laionflow.filtering.runs`) with Spark as its
+    distributor: one map task per raw file (the DuckDB engine's scan of that file, one core
+    each) writes run files under ``out_dir``, then one reduce task per part sorts and writes
+    it. A failed task is retried by Spark and replaces its own run files.
+
+    Spark SQL's own scan is not used here: at 10M rows its scan with the rules alone took
+    1.2x bare DuckDB's whole job, and moving the rows to the Python writer (exchange or
+    Arrow) 2-3x more (README, Performance)."""
+    from laionflow.filtering import duck
+
+    check_columns(recipe, files)  # on the driver, before any task starts
+    cfg = recipe.filter
+    run_dir = f"{out_dir}/.runs"
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
+    by_reason: dict = {}
+    counted = (
+        spark.sparkContext.parallelize(list(enumerate(files)), len(files))
+        .mapPartitionsWithIndex(
+            lambda task, items: [duck.map_files(recipe, list(items), run_dir, task, threads)]
         )
+        .collect()
     )
-    written = passed.mapInArrow(spark_writer(out_dir, keys), SPARK_RESULT).collect()
-    parts = _parts(written)
-    received = sum(r["received"] for r in written)
-    by_reason = {k: v for k, v in observation.get.items() if v}
-    by_reason[None] = by_reason.pop(_PASSED, 0)
-    if by_reason[None] != received:  # a re-run map task counted twice: count again
-        log.warning(
-            "filter: observed %d passing rows, writers got %d; recounting",
-            by_reason[None],
-            received,
-        )
-        by_reason = _count_reasons(df)
-    return by_reason, parts
-
-
-#: input position columns of the Spark engine (file, split start, row id)
-POS = ("_src", "_blk", "_pos")
-_PASSED = "\x00passed"
-
-
-def _observed(df, recipe: Recipe):
-    """``df`` with an Observation counting rows per reason as the job runs."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    observation = Observation("filter_reasons")
-    reason = F.col("_reason")
-    metrics = [F.count_if(reason == F.lit(name)).alias(name) for name in sql.reasons(recipe)]
-    return df.observe(
-        observation, *metrics, F.count_if(reason.isNull()).alias(_PASSED)
-    ), observation
-
-
-def _parts(written: list) -> dict[int, int]:
-    """``{part: rows}`` from the writer tasks' rows (a task without rows reports part null)."""
-    return {r["part"]: r["rows"] for r in written if r["part"] is not None}
+    for counts in counted:
+        for reason, n in counts.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    keys = list(cfg.dedup_keys)
+    reduced = (
+        spark.sparkContext.parallelize(range(cfg.num_parts), cfg.num_parts)
+        .map(lambda part: (part, runs.reduce_part(run_dir, part, out_dir, keys)))
+        .collect()
+    )
+    received = sum(r for _, (_, r) in reduced)
+    if received != by_reason.get(None, 0):
+        raise RuntimeError(f"filter: {by_reason.get(None, 0)} rows passed, {received} reduced")
+    return by_reason, {part: rows for part, (rows, _) in reduced if rows}
 
 
 def _count_reasons(df) -> dict:
@@ -172,7 +149,7 @@ def _compute_in_input_order(df, recipe: Recipe, tasks: int, out_dir: str):
         .sortWithinPartitions("_part", "_first")
     )
     written = unique.mapInArrow(spark_writer(out_dir), SPARK_RESULT).collect()
-    return by_reason, _parts(written)
+    return by_reason, {r["part"]: r["rows"] for r in written if r["part"] is not None}
 
 
 def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
@@ -180,6 +157,9 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
     finished = done(recipe, force)
     if finished is not None:
         return finished
+    if recipe.filter.shuffle:  # the tasks reach any root through fsspec
+        compute = lambda files, out: _shuffled(spark, recipe, files, out)  # noqa: E731
+        return run_stage(recipe, force, "spark", compute, lambda p: p, None)
     with spark_storage(Layout(recipe.dataset_root).filtered_metadata) as (spark_path, staged_dir):
         return run_stage(
             recipe,
