@@ -143,7 +143,7 @@ def map_query(recipe: Recipe, absent: list[str]) -> str:
     columns = ", ".join(c for c in CANONICAL_TYPES if c not in absent)
     return (
         f"SELECT {columns}, _reason, {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
-        f"{sql.order_key(recipe, DUCKDB)} END AS {runs.ORDER} FROM (SELECT *, "
+        f"{sql.order_key()} END AS {runs.ORDER} FROM (SELECT *, "
         f"{sql.position(DUCKDB)} AS {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
         f"{sql.digest_number(recipe)} END AS {sql.DIGEST_NUMBER} FROM src)"
     )

@@ -159,8 +159,9 @@ def _equal_keys(table: pa.Table, keys: Sequence[str], a: np.ndarray, b: np.ndarr
 
 def reduce_part(run_dir: str, part: int, out_dir: str, keys: Sequence[str]) -> tuple[int, int]:
     """Part ``part``'s runs, sorted, deduplicated on ``keys`` and written under ``out_dir``;
-    ``(rows written, rows received)``, ``(0, 0)`` when no task sent it a row. Its runs are
-    deleted once the part is written."""
+    ``(rows written, rows received)``, ``(0, 0)`` when no task sent it a row. The runs stay
+    until the stage's folder goes, so a re-run of this task (its result lost with an
+    executor) finds them again and writes the same part."""
     folder = f"{run_dir}/{part:05d}"
     if not fs.exists(folder):
         return 0, 0
@@ -176,7 +177,6 @@ def reduce_part(run_dir: str, part: int, out_dir: str, keys: Sequence[str]) -> t
     kept = table.take(pa.array(idx)).drop_columns([ORDER, POSITION])
     kept = kept.append_column("_part", pa.array(np.full(kept.num_rows, part, np.int32)))
     rows = write_parts(kept.to_batches(BATCH_ROWS), out_dir, () if unique else keys)[0]
-    fs.rm(folder, recursive=True)
     return rows.get(part, 0), table.num_rows
 
 

@@ -203,16 +203,14 @@ def _digested(recipe: Recipe) -> str:
     return f"concat_ws(chr(31), {', '.join(parts)})"
 
 
-def order_key(recipe: Recipe, dialect: str) -> str:
-    """The first 60 bits of :func:`key_digest` as a BIGINT: the shuffle's order, and (its top
-    32 bits modulo the parts) the part, as :func:`part_of` reads the hex digest.
+def order_key() -> str:
+    """DuckDB: the first 60 bits of :func:`key_digest` as a BIGINT, the shuffle's order and
+    (its top 32 bits modulo the parts) the part, as :func:`part_of` reads the hex digest.
 
-    In DuckDB it reads :data:`DIGEST_NUMBER`, a column the caller computes as
-    :func:`digest_number` in an inner select: ``md5_number`` reads the digest's bytes
-    little-endian, so its first 8 are swapped back with integer work, cheaper than the hex
-    text (10M-row bench: the scan 5.0 s -> 4.4 s); inlined, the md5 would run once per use."""
-    if dialect == SPARK:
-        return f"CAST(conv(substr({key_digest(recipe)}, 1, 15), 16, 10) AS BIGINT)"
+    It reads :data:`DIGEST_NUMBER`, a column the caller computes as :func:`digest_number` in
+    an inner select: ``md5_number`` reads the digest's bytes little-endian, so its first 8
+    are swapped back with integer work, cheaper than the hex text (10M-row bench: the scan
+    5.0 s -> 4.4 s); inlined, the md5 would run once per use."""
     n = DIGEST_NUMBER
     swapped = " | ".join(f"((({n} >> {8 * i}) & 255::UBIGINT) << {8 * (7 - i)})" for i in range(8))
     return f"CAST(({swapped}) >> 4 AS BIGINT)"

@@ -6,10 +6,11 @@ matter — and writes ``part-NNNNN.parquet`` files with fixed settings and row g
 So the bytes depend only on the rows and their order: the Spark executors and the DuckDB
 engine write identical files, and memory stays at about one row group per open part.
 
-With ``dedup`` keys the writer also drops exact duplicates, which the engines deliver adjacent
-(sorted by the digest of the keys, then the keys, then input position): a row whose keys equal
-the previous row's is dropped, so the first in input order is kept. That replaces a grouping
-aggregate over every column with one comparison per key, on both engines.
+With ``dedup`` keys the writer also drops exact duplicates delivered adjacent (sorted by the
+digest of the keys, then the keys, then input position): a row whose keys equal the previous
+row's is dropped, so the first in input order is kept. The shuffle's reduce
+(:mod:`laionflow.filtering.runs`) usually drops them itself while sorting and asks for this
+only when two different keys share its order value.
 """
 
 from __future__ import annotations

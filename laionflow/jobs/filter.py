@@ -1,10 +1,13 @@
 """Stage 2: normalise columns, filter by rule, exact dedup, deterministic shuffle, repartition.
 
-Two engines run the same SQL (:mod:`laionflow.filtering.sql`) and write through the same
-writer (:mod:`laionflow.filtering.writer`), so they make byte-identical parts and the same
-per-rule counts: Spark (``spark_jobs/filter_dedup.py`` under spark-submit, or in-process
-``local[*]``: the cluster path) and DuckDB (:mod:`laionflow.filtering.duck`: one process, no
-JVM). Which one runs is the stage table's choice (``STAGES["filter"].engine(recipe)``).
+Two engines run one plan (:mod:`laionflow.filtering.runs`: DuckDB map tasks that split rows
+into run files by part, then one reduce per part that sorts, dedups and writes through the
+shared writer), so they make byte-identical parts and the same per-rule counts. They differ in
+who runs the tasks: Spark (``spark_jobs/filter_dedup.py`` under spark-submit, or in-process
+``local[*]``: the cluster path; a map task per raw file, a reduce task per part) or one
+process (:mod:`laionflow.filtering.duck`: no JVM). Which one runs is the stage table's choice
+(``STAGES["filter"].engine(recipe)``). With ``filter.shuffle: false`` each runs its own SQL
+(:mod:`laionflow.filtering.sql`), Spark SQL here.
 
 Every raw row is accounted for: it is either filtered with the name of the first rule it fails
 (``invalid_url`` for null/empty/non-http(s) URLs), dropped as a duplicate of an identical
@@ -15,7 +18,7 @@ the same order on ``local[*]``, on a cluster and on DuckDB, whatever the partiti
 
 from __future__ import annotations
 
-import logging
+from collections import Counter
 from functools import reduce
 
 from laionflow.filtering import runs, sql
@@ -34,7 +37,6 @@ from laionflow.recipes import Recipe
 from laionflow.schema import CANONICAL_TYPES, SchemaError
 from laionflow.spark import spark_session, spark_storage
 
-log = logging.getLogger(__name__)
 __all__ = ["raw_files", "read_normalised", "run", "run_duckdb", "run_spark"]
 
 
@@ -74,20 +76,6 @@ def read_normalised(spark, path: str, recipe: Recipe, needed: set[str], index: i
     return df.selectExpr(*exprs, *positions), set(by_canonical)
 
 
-def _compute(spark, recipe: Recipe, files: list[str], out_dir: str):
-    """``filter.shuffle: false``: Spark SQL reads, filters and groups (parts in input order)."""
-    from pyspark.sql import functions as F
-
-    cfg = recipe.filter
-    needed = needed_columns(recipe)
-    frames = [read_normalised(spark, path, recipe, needed, i)[0] for i, path in enumerate(files)]
-    df = reduce(lambda a, b: a.unionByName(b), frames)
-    df = df.withColumn("_reason", F.expr(sql.reason(recipe, SPARK)))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
-    tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
-    return _compute_in_input_order(df, recipe, tasks, out_dir)
-
-
 def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
     """The shuffle through run files (:mod:`laionflow.filtering.runs`) with Spark as its
     distributor: one map task per raw file (the DuckDB engine's scan of that file, one core
@@ -103,7 +91,6 @@ def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
     cfg = recipe.filter
     run_dir = f"{out_dir}/.runs"
     threads = int(spark.conf.get("spark.task.cpus", "1"))
-    by_reason: dict = {}
     counted = (
         spark.sparkContext.parallelize(list(enumerate(files)), len(files))
         .mapPartitionsWithIndex(
@@ -111,9 +98,9 @@ def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
         )
         .collect()
     )
+    by_reason: Counter = Counter()
     for counts in counted:
-        for reason, n in counts.items():
-            by_reason[reason] = by_reason.get(reason, 0) + n
+        by_reason.update(counts)
     keys = list(cfg.dedup_keys)
     reduced = (
         spark.sparkContext.parallelize(range(cfg.num_parts), cfg.num_parts)
@@ -123,22 +110,25 @@ def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
     received = sum(r for _, (_, r) in reduced)
     if received != by_reason.get(None, 0):
         raise RuntimeError(f"filter: {by_reason.get(None, 0)} rows passed, {received} reduced")
-    return by_reason, {part: rows for part, (rows, _) in reduced if rows}
+    return dict(by_reason), {part: rows for part, (rows, _) in reduced if rows}
 
 
-def _count_reasons(df) -> dict:
-    return {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
-
-
-def _compute_in_input_order(df, recipe: Recipe, tasks: int, out_dir: str):
-    """``filter.shuffle: false``: parts keep input order, so duplicates are not adjacent; they
-    are found by an aggregate keeping the first row's values (and a second scan counts)."""
+def _in_input_order(spark, recipe: Recipe, files: list[str], out_dir: str):
+    """``filter.shuffle: false``, in Spark SQL: parts keep input order, so duplicates are not
+    adjacent; they are found by an aggregate keeping the first row's values, after a
+    counting scan."""
     from pyspark.sql import functions as F
 
     cfg = recipe.filter
+    needed = needed_columns(recipe)
+    frames = [read_normalised(spark, path, recipe, needed, i)[0] for i, path in enumerate(files)]
+    df = reduce(lambda a, b: a.unionByName(b), frames)
+    df = df.withColumn("_reason", F.expr(sql.reason(recipe, SPARK)))
+    by_reason = {r["_reason"]: r["count"] for r in df.groupBy("_reason").count().collect()}
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+    tasks = min(cfg.num_parts, int(spark.conf.get("spark.sql.shuffle.partitions")))
     keys = list(cfg.dedup_keys)
     rest = [c for c in CANONICAL_TYPES if c not in keys]
-    by_reason = _count_reasons(df)
     unique = (
         df.where(F.col("_reason").isNull())
         .withColumn("_h", F.expr(sql.key_digest(recipe)))
@@ -165,7 +155,7 @@ def run_spark(spark, recipe: Recipe, force: bool = False) -> dict:
             recipe,
             force,
             "spark",
-            lambda files, out: _compute(spark, recipe, files, out),
+            lambda files, out: _in_input_order(spark, recipe, files, out),
             spark_path,
             staged_dir,
         )

@@ -1,0 +1,118 @@
+"""The filter's shuffle through run files (both engines' map and reduce sides): a re-run map
+task replaces its own runs, an unfinished one counts for nothing, and the order and the
+duplicates are exact even when different keys share the 60-bit order value."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laionflow.filtering import runs, sql
+from laionflow.filtering.sql import DUCKDB
+from laionflow.recipes import load_recipe
+
+
+def _batch(rows: list[tuple]) -> pa.RecordBatch:
+    """``rows`` of (url, caption, hash, reason, position, order): ``hash`` names the row."""
+    names = ["url", "caption", "hash", runs.REASON, runs.POSITION, runs.ORDER]
+    types = [pa.string()] * 4 + [pa.int64(), pa.int64()]
+    return pa.record_batch(
+        [pa.array([r[i] for r in rows], t) for i, t in enumerate(types)], names=names
+    )
+
+
+def _written(out_dir) -> list[list[str]]:
+    """The ``hash`` column of each written part, in part order."""
+    files = sorted(glob.glob(f"{out_dir}/part-*.parquet"))
+    return [pq.read_table(f).column("hash").to_pylist() for f in files]
+
+
+def test_a_rerun_task_replaces_its_runs_and_an_unfinished_one_counts_for_nothing(tmp_path):
+    run_dir, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    # order values put rows in parts (order >> 28) % 2: 0 -> part 0, 1 << 28 -> part 1
+    p0, p1 = 0, 1 << 28
+    task0 = [
+        ("u1", "a", "k5", None, 5, p0 + 7),
+        ("u1", "a", "k2", None, 2, p0 + 7),  # the same keys, earlier: kept
+        ("u2", "b", "k1", None, 1, p1 + 3),
+        ("bad", "c", "k0", "invalid_url", 0, None),
+    ]
+    task1 = [("u3", "c", "k9", None, 9, p0 + 1), ("u1", "a", "k8", None, 8, p0 + 7)]
+    assert runs.map_task([_batch(task0)], run_dir, 0, 2) == {None: 3, "invalid_url": 1}
+    # task 0 again (Spark retrying it): its runs are replaced, not added to
+    assert runs.map_task([_batch(task0)], run_dir, 0, 2) == {None: 3, "invalid_url": 1}
+    runs.map_task([_batch(task1)], run_dir, 1, 2)
+    # an attempt that died before its rename leaves a hidden file: ignored
+    with open(f"{run_dir}/00000/.00002-dead.arrow", "wb") as fh:
+        fh.write(b"half a file")
+    assert sorted(os.listdir(f"{run_dir}/00000")) == [
+        ".00002-dead.arrow",
+        "00000.arrow",
+        "00001.arrow",
+    ]
+    parts, received = runs.reduce_all(run_dir, out, 2, ["url", "caption"])
+    assert received == 5 and parts == {0: 2, 1: 1}
+    # part 0 in order-value order (u3's 1 before u1's 7); of u1's three rows the first in input
+    assert _written(out) == [["k9", "k2"], ["k1"]]
+    # a reduce task run again (its result lost with an executor) writes the same parts
+    first = open(f"{out}/part-00000.parquet", "rb").read()
+    assert runs.reduce_all(run_dir, out, 2, ["url", "caption"]) == (parts, received)
+    assert open(f"{out}/part-00000.parquet", "rb").read() == first
+
+
+def test_different_keys_sharing_an_order_value_are_still_sorted_and_deduplicated(tmp_path):
+    run_dir, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    rows = [
+        ("B", "x", "B-k1", None, 1, 5),
+        ("A", "x", "A-k3", None, 3, 5),
+        ("A", "x", "A-k0", None, 0, 5),
+        ("B", "x", "B-k2", None, 2, 5),
+        ("C", "x", "C-k4", None, 4, 1),
+        (None, "x", "null-k7", None, 7, 5),
+        (None, "x", "null-k6", None, 6, 5),
+    ]
+    table = pa.Table.from_batches([_batch(rows)])
+    idx, unique = runs.unique_order(table, ["url", "caption"])
+    assert not unique  # a tie between different keys: the exact sort, duplicates left in
+    assert table.column("hash").take(pa.array(idx)).to_pylist() == [
+        "C-k4",
+        "A-k0",
+        "A-k3",
+        "B-k1",
+        "B-k2",
+        "null-k6",
+        "null-k7",
+    ]
+    runs.map_task([_batch(rows)], run_dir, 0, 1)
+    assert runs.reduce_all(run_dir, out, 1, ["url", "caption"]) == ({0: 4}, 7)
+    assert _written(out) == [["C-k4", "A-k0", "B-k1", "null-k6"]]
+    # ties of equal keys only (the common case): dropped by the sort itself
+    same = pa.Table.from_batches([_batch([r for r in rows if r[0] == "A"])])
+    idx, unique = runs.unique_order(same, ["url", "caption"])
+    assert unique and same.column("hash").take(pa.array(idx)).to_pylist() == ["A-k0"]
+
+
+def test_the_order_key_holds_the_digest_the_part_is_taken_from(tmp_path):
+    """DuckDB's byte-swapped ``md5_number`` gives the hex digest's first 60 bits, and the
+    run writer's part of it is the part :func:`sql.part_of` reads from the hex digest."""
+    recipe = load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 7})
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT 'https://h/' || i AS url, "
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE 'caption ' || i END AS caption FROM range(2000) r(i)"
+    )
+    digest = sql.key_digest(recipe)
+    got = con.execute(
+        f"SELECT {sql.order_key()}, CAST(('0x' || substr(h, 1, 15)) AS BIGINT), "
+        f"{sql.part_of('h', 7, DUCKDB)} FROM (SELECT *, {digest} AS h, "
+        f"{sql.digest_number(recipe)} AS {sql.DIGEST_NUMBER} FROM t)"
+    ).fetchnumpy()
+    order, from_hex, part = (got[k] for k in got)
+    assert (order == from_hex).all() and (order >= 0).all()
+    assert (runs.part_of_order(np.asarray(order), 7) == part).all()
+    assert len(set(part.tolist())) == 7
