@@ -14,7 +14,7 @@ import logging
 
 
 def main() -> None:
-    from laionflow import recipes, spark
+    from laionflow import credentials, recipes, spark
     from laionflow.jobs.filter import run_duckdb, run_spark
     from laionflow.stages import STAGES, Engine
 
@@ -24,7 +24,9 @@ def main() -> None:
     if STAGES["filter"].engine(recipe) is Engine.DUCKDB:  # the recipe asks for it: no session
         summary = run_duckdb(recipe, force=args.force)
     else:
-        summary = run_spark(spark.spark_session(app="laionflow-filter"), recipe, force=args.force)
+        # the executors' tasks read and write an S3 root themselves (the shuffle's run files)
+        session = spark.spark_session(app="laionflow-filter", conf=credentials.executor_env())
+        summary = run_spark(session, recipe, force=args.force)
     spark.publish_summary(args, summary)
 
 

@@ -9,9 +9,9 @@ the reduce side is this module, the same code on both engines.
 
 A map task's batches carry the canonical columns, ``_reason`` (null when the row passed every
 rule), :data:`ORDER` (the digest's first 60 bits: where the row goes and where it sorts) and
-the input position columns (which duplicate is kept). Run files are Arrow IPC streams named
-``<runs>/<part>/<task>.arrow``, written under a temporary name and renamed when the task
-ends, so a re-run task replaces its own runs and a failed one leaves none that count.
+:data:`POSITION` (the input position: which duplicate is kept). Run files are Arrow IPC
+streams named ``<runs>/<part>/<task>.arrow``, written under a temporary name and renamed when
+the task ends, so a re-run task replaces its own runs and a failed one leaves none that count.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from queue import Queue
+from queue import Empty, Queue
 
 import numpy as np
 import pyarrow as pa
@@ -105,12 +105,16 @@ def map_task(
 
 def _prefetched(batches: Iterable[pa.RecordBatch], ahead: int = 2) -> Iterator[pa.RecordBatch]:
     """``batches``, pulled by a thread of their own so the engine produces the next ones
-    while this thread splits the last (both release the GIL)."""
+    while this thread splits the last (both release the GIL). If the consumer stops early,
+    the puller is unblocked and stops too."""
     queue: Queue = Queue(maxsize=ahead)
+    stop = threading.Event()
 
     def pull() -> None:
         try:
             for batch in batches:
+                if stop.is_set():
+                    return
                 queue.put(batch)
             queue.put(None)
         except BaseException as err:  # handed over, raised in the consumer
@@ -118,11 +122,18 @@ def _prefetched(batches: Iterable[pa.RecordBatch], ahead: int = 2) -> Iterator[p
 
     thread = threading.Thread(target=pull, name="laionflow-map-fetch", daemon=True)
     thread.start()
-    while (item := queue.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a puller waiting on a full queue
+            try:
+                queue.get(timeout=0.1)
+            except Empty:
+                pass
 
 
 def unique_order(table: pa.Table, keys: Sequence[str]) -> tuple[np.ndarray, bool]:
@@ -161,23 +172,93 @@ def reduce_part(run_dir: str, part: int, out_dir: str, keys: Sequence[str]) -> t
     """Part ``part``'s runs, sorted, deduplicated on ``keys`` and written under ``out_dir``;
     ``(rows written, rows received)``, ``(0, 0)`` when no task sent it a row. The runs stay
     until the stage's folder goes, so a re-run of this task (its result lost with an
-    executor) finds them again and writes the same part."""
-    folder = f"{run_dir}/{part:05d}"
-    if not fs.exists(folder):
+    executor) finds them again and writes the same part.
+
+    Runs of more than :data:`IN_MEMORY_BYTES` are sorted by DuckDB under its memory limit,
+    spilling to disk (one such part at a time per process), so a part larger than memory
+    still sorts; the order and the bytes are the same."""
+    paths = _run_files(f"{run_dir}/{part:05d}")
+    if not paths:
         return 0, 0
+    if sum(size for _, size in paths) > IN_MEMORY_BYTES:
+        with _OUT_OF_CORE:
+            return _reduce_out_of_core([p for p, _ in paths], part, out_dir, keys)
     tables = []
-    for path in sorted(fs.ls(folder)):
-        if not os.path.basename(path).startswith("."):
-            with fs.open(path, "rb") as handle:
-                tables.append(pa.ipc.open_stream(handle).read_all())
+    for path, _ in paths:
+        with fs.open(path, "rb") as handle:
+            tables.append(pa.ipc.open_stream(handle).read_all())
     # one contiguous array per column: a take across many small chunks costs more. Tasks
     # whose files lack a column sent none: nulls here
     table = pa.concat_tables(tables, promote_options="default").combine_chunks()
     idx, unique = unique_order(table, keys)
     kept = table.take(pa.array(idx)).drop_columns([ORDER, POSITION])
-    kept = kept.append_column("_part", pa.array(np.full(kept.num_rows, part, np.int32)))
-    rows = write_parts(kept.to_batches(BATCH_ROWS), out_dir, () if unique else keys)[0]
-    return rows.get(part, 0), table.num_rows
+    rows = write_parts(
+        _with_part(kept.to_batches(BATCH_ROWS), part), out_dir, () if unique else keys
+    )
+    return rows[0].get(part, 0), table.num_rows
+
+
+#: run bytes of one part sorted in memory (about 3x that at the peak, per reduce thread)
+IN_MEMORY_BYTES = int(os.environ.get("LAIONFLOW_FILTER_REDUCE_IN_MEMORY_MB", "256")) << 20
+_OUT_OF_CORE = threading.Lock()
+
+
+def _run_files(folder: str) -> list[tuple[str, int]]:
+    """The finished run files of one part (hidden ones are a task's unfinished attempt) and
+    their sizes."""
+    if not fs.exists(folder):
+        return []
+    fsys, _ = fs.filesystem(folder)
+    found = [p for p in fs.ls(folder) if not os.path.basename(p).startswith(".")]
+    return [(p, int(fsys.size(fs.filesystem(p)[1]))) for p in sorted(found)]
+
+
+def _with_part(batches: Iterable[pa.RecordBatch], part: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield batch.append_column("_part", pa.array(np.full(batch.num_rows, part, np.int32)))
+
+
+def _reduce_out_of_core(
+    paths: list[str], part: int, out_dir: str, keys: Sequence[str]
+) -> tuple[int, int]:
+    """:func:`reduce_part` through DuckDB's sort (spilling under its memory limit), the
+    duplicates dropped by the writer."""
+    import tempfile
+
+    from laionflow.filtering import duck
+
+    schemas = []
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            schemas.append(pa.ipc.open_stream(handle).schema)
+    schema = pa.unify_schemas(schemas)
+    received = 0
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        nonlocal received
+        for path in paths:
+            with fs.open(path, "rb") as handle:
+                for batch in pa.ipc.open_stream(handle):
+                    received += batch.num_rows
+                    columns = [
+                        batch.column(f.name)
+                        if f.name in batch.schema.names
+                        else pa.nulls(batch.num_rows, f.type)
+                        for f in schema
+                    ]
+                    yield pa.record_batch(columns, schema=schema)
+
+    order = ", ".join([ORDER, *keys, POSITION])
+    with tempfile.TemporaryDirectory(prefix="laionflow-reduce-") as spill:
+        con = duck.connect(spill)
+        try:
+            con.register("runs", pa.RecordBatchReader.from_batches(schema, batches()))
+            query = f"SELECT * EXCLUDE ({ORDER}, {POSITION}) FROM runs ORDER BY {order}"
+            reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
+            rows = write_parts(_with_part(reader, part), out_dir, keys)[0]
+        finally:
+            con.close()
+    return rows.get(part, 0), received
 
 
 def reduce_all(

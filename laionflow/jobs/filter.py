@@ -185,4 +185,6 @@ def run(recipe: Recipe, force: bool = False, master: str | None = "local[*]") ->
 
     if STAGES["filter"].engine(recipe) is Engine.DUCKDB:
         return run_duckdb(recipe, force=force)
-    return run_spark(spark_session(master), recipe, force=force)
+    from laionflow.credentials import executor_env
+
+    return run_spark(spark_session(master, conf=executor_env()), recipe, force=force)

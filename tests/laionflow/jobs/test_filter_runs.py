@@ -116,3 +116,39 @@ def test_the_order_key_holds_the_digest_the_part_is_taken_from(tmp_path):
     assert (order == from_hex).all() and (order >= 0).all()
     assert (runs.part_of_order(np.asarray(order), 7) == part).all()
     assert len(set(part.tolist())) == 7
+
+
+def test_a_part_too_large_for_memory_is_sorted_by_duckdb_into_the_same_bytes(tmp_path, monkeypatch):
+    """Runs above ``IN_MEMORY_BYTES`` go through DuckDB's spilling sort: the same parts, byte
+    for byte, also with a tie between different keys and tasks whose files lack a column."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 400, size=3000)
+    rows = [
+        (f"u{i}", "c", f"row{n}", None, n, int(i) * 0x9E3779B97F4A7C1 % (1 << 60))
+        for n, i in enumerate(ids)
+    ]
+    rows += [("X", "c", "X-late", None, 5001, 7), ("Y", "c", "Y-tie", None, 5000, 7)]
+    rows += [("X", "c", "X-first", None, 4999, 7), ("bad", "c", "b", "nsfw", 5002, None)]
+    with_width = _batch(rows[:1500]).append_column("width", pa.array(range(1500), pa.int32()))
+    written = {}
+    for mode, limit in (("memory", runs.IN_MEMORY_BYTES), ("duckdb", 1)):
+        monkeypatch.setattr(runs, "IN_MEMORY_BYTES", limit)
+        run_dir, out = str(tmp_path / mode / "runs"), str(tmp_path / mode / "out")
+        runs.map_task([with_width], run_dir, 0, 3)
+        runs.map_task([_batch(rows[1500:])], run_dir, 1, 3)
+        parts, received = runs.reduce_all(run_dir, out, 3, ["url", "caption"])
+        assert received == len(rows) - 1 and sum(parts.values()) == len(set(ids)) + 2
+        written[mode] = {
+            os.path.basename(f): open(f, "rb").read() for f in glob.glob(f"{out}/part-*")
+        }
+    assert len(written["duckdb"]) == 3 and written["duckdb"] == written["memory"]
+    kept = pa.concat_tables(
+        pq.read_table(tmp_path / "duckdb" / "out" / n) for n in written["duckdb"]
+    )
+    assert {"X-first", "Y-tie"} <= set(kept.column("hash").to_pylist())
+    # the first task's rows carry their width (its position), the second task's have none
+    for name, width in zip(
+        kept.column("hash").to_pylist(), kept.column("width").to_pylist(), strict=True
+    ):
+        n = int(name[3:]) if name.startswith("row") else 1500
+        assert width == (n if n < 1500 else None)
