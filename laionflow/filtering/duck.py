@@ -1,4 +1,4 @@
-"""The DuckDB filter engine (``filter.engine: duckdb``): the same SQL as the Spark job, in one
+"""The DuckDB filter engine (``filter.engine: duckdb``): the Spark engine's plan and SQL, in one
 process with no JVM, under a memory limit with spilling, writing through the shared writer.
 
 With the shuffle (the recipes' default), one unsorted scan of the raw files streams every
