@@ -206,11 +206,9 @@ _OUT_OF_CORE = threading.Lock()
 def _run_files(folder: str) -> list[tuple[str, int]]:
     """The finished run files of one part (hidden ones are a task's unfinished attempt) and
     their sizes."""
-    if not fs.exists(folder):
-        return []
     fsys, _ = fs.filesystem(folder)
     found = [p for p in fs.ls(folder) if not os.path.basename(p).startswith(".")]
-    return [(p, int(fsys.size(fs.filesystem(p)[1]))) for p in sorted(found)]
+    return [(p, int(fsys.size(p))) for p in found]
 
 
 def _with_part(batches: Iterable[pa.RecordBatch], part: int) -> Iterator[pa.RecordBatch]:

@@ -176,11 +176,6 @@ def _checks(recipe: Recipe) -> list[tuple[str, str]]:
     ]
 
 
-def reasons(recipe: Recipe) -> list[str]:
-    """Every reason a row can be filtered for, built-in checks first, then the rules."""
-    return [name for _, name in _checks(recipe)] + [r.name for r in recipe.filter.rules]
-
-
 def reason(recipe: Recipe, dialect: str) -> str:
     """``NULL`` for a row that passes every check and rule (the recipe's resolved rules, in
     order), else the name of the first one it fails."""

@@ -188,26 +188,20 @@ def write_parts(
     return writer.close(), writer.received
 
 
-#: what each Spark writer task returns: its parts' rows, and the rows it received (on the
-#: first row of the task only, so a sum over the result counts each task once)
-SPARK_RESULT = "part int, rows long, received long"
-_RESULT_SCHEMA = pa.schema([("part", pa.int32()), ("rows", pa.int64()), ("received", pa.int64())])
+#: what each Spark writer task returns: its parts' rows (``filter.shuffle: false``)
+SPARK_RESULT = "part int, rows long"
+_RESULT_SCHEMA = pa.schema([("part", pa.int32()), ("rows", pa.int64())])
 
 
-def spark_writer(out_dir: str, dedup: Sequence[str] = ()):
-    """The ``mapInArrow`` function of the Spark engine: each task writes the parts of its
-    partition and yields ``(part, rows, received)`` for the summary."""
+def spark_writer(out_dir: str):
+    """The ``mapInArrow`` function of the Spark engine's input-order path: each task writes
+    the parts of its partition and yields ``(part, rows)`` for the summary."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        rows, received = write_parts(batches, out_dir, dedup)
+        rows = write_parts(batches, out_dir)[0]
         parts = list(rows) or [None]
         yield pa.RecordBatch.from_pydict(
-            {
-                "part": parts,
-                "rows": [rows.get(p, 0) for p in parts],
-                "received": [received] + [0] * (len(parts) - 1),
-            },
-            schema=_RESULT_SCHEMA,
+            {"part": parts, "rows": [rows.get(p, 0) for p in parts]}, schema=_RESULT_SCHEMA
         )
 
     return write
