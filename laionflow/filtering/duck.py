@@ -142,10 +142,8 @@ def map_query(recipe: Recipe, absent: list[str]) -> str:
     order key ``_o``."""
     columns = ", ".join(c for c in CANONICAL_TYPES if c not in absent)
     return (
-        f"SELECT {columns}, _reason, {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
-        f"{sql.order_key()} END AS {runs.ORDER} FROM (SELECT *, "
-        f"{sql.position(DUCKDB)} AS {runs.POSITION}, CASE WHEN _reason IS NULL THEN "
-        f"{sql.digest_number(recipe)} END AS {sql.DIGEST_NUMBER} FROM src)"
+        f"SELECT {columns}, _reason, {sql.position(DUCKDB)} AS {runs.POSITION}, "
+        f"CASE WHEN _reason IS NULL THEN {sql.order_key(recipe)} END AS {runs.ORDER} FROM src"
     )
 
 

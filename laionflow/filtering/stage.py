@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from laionflow import fs
+from laionflow.filtering import sql
 from laionflow.layout import Layout, part_id
 from laionflow.recipes import Recipe
 from laionflow.schema import SchemaError
@@ -55,8 +56,6 @@ def file_columns(path: str) -> list[str]:
 def check_columns(recipe: Recipe, files: list[str]) -> None:
     """:class:`SchemaError` naming the file and column for the first file that lacks one the
     recipe needs: checked on the driver before any task starts."""
-    from laionflow.filtering import sql
-
     needed = sql.needed_columns(recipe)
     for path in files:
         sql.source_columns(path, file_columns(path), recipe.columns, needed)
@@ -102,6 +101,8 @@ def run_stage(
         "duplicates": passed - kept,
         "kept": kept,
         "parts": {str(k): v for k, v in sorted(parts.items())},
+        # what placed the rows (sql.order_key): the same input gives the same parts for it
+        "order": sql.order_function() if recipe.filter.shuffle else "input",
         "sources": [os.path.basename(p) for p in files],
         "seconds": round(time.time() - started, 2),
     }

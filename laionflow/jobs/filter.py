@@ -11,9 +11,10 @@ process (:mod:`laionflow.filtering.duck`: no JVM). Which one runs is the stage t
 
 Every raw row is accounted for: it is either filtered with the name of the first rule it fails
 (``invalid_url`` for null/empty/non-http(s) URLs), dropped as a duplicate of an identical
-``dedup_keys`` tuple, or kept in exactly one output part. The shuffle is an md5 of
-``(seed, dedup keys)`` rather than ``rand()``, so the same input gives the same parts and
-the same order on ``local[*]``, on a cluster and on DuckDB, whatever the partitioning.
+``dedup_keys`` tuple, or kept in exactly one output part. The shuffle is a hash of
+``(seed, dedup keys)`` (``sql.order_key``) rather than ``rand()``, so the same input gives
+the same parts and the same order on ``local[*]``, on a cluster and on DuckDB, whatever the
+partitioning, for one DuckDB version (recorded in the stage's summary as ``order``).
 """
 
 from __future__ import annotations
@@ -94,12 +95,15 @@ def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
     counted = (
         spark.sparkContext.parallelize(list(enumerate(files)), len(files))
         .mapPartitionsWithIndex(
-            lambda task, items: [duck.map_files(recipe, list(items), run_dir, task, threads)]
+            lambda task, items: [
+                (sql.order_function(), duck.map_files(recipe, list(items), run_dir, task, threads))
+            ]
         )
         .collect()
     )
+    same_order_function([f for f, _ in counted])
     by_reason: Counter = Counter()
-    for counts in counted:
+    for _, counts in counted:
         by_reason.update(counts)
     keys = list(cfg.dedup_keys)
     reduced = (
@@ -111,6 +115,19 @@ def _shuffled(spark, recipe: Recipe, files: list[str], out_dir: str):
     if received != by_reason.get(None, 0):
         raise RuntimeError(f"filter: {by_reason.get(None, 0)} rows passed, {received} reduced")
     return dict(by_reason), {part: rows for part, (rows, _) in reduced if rows}
+
+
+def same_order_function(functions: list[str]) -> None:
+    """Raises unless every map task computed its order keys as the driver would: executors
+    with another DuckDB would send one key's duplicates to different parts, where no reduce
+    sees both."""
+    mine = sql.order_function()
+    other = sorted(set(functions) - {mine})
+    if other:
+        raise RuntimeError(
+            f"filter: map tasks ordered rows with {other}, the driver with {mine!r}: install "
+            "the same DuckDB version on the driver and every executor"
+        )
 
 
 def _in_input_order(spark, recipe: Recipe, files: list[str], out_dir: str):

@@ -11,9 +11,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from laionflow.filtering import runs, sql
-from laionflow.filtering.sql import DUCKDB
 from laionflow.recipes import load_recipe
 
 
@@ -95,27 +95,69 @@ def test_different_keys_sharing_an_order_value_are_still_sorted_and_deduplicated
     same = pa.Table.from_batches([_batch([r for r in rows if r[0] == "A"])])
     idx, unique = runs.unique_order(same, ["url", "caption"])
     assert unique and same.column("hash").take(pa.array(idx)).to_pylist() == ["A-k0"]
+    # without dedup keys every row stays, ties in input order
+    idx, unique = runs.unique_order(table, [])
+    assert unique and table.column("hash").take(pa.array(idx)).to_pylist() == [
+        "C-k4",
+        "A-k0",
+        "B-k1",
+        "B-k2",
+        "A-k3",
+        "null-k6",
+        "null-k7",
+    ]
 
 
-def test_the_order_key_holds_the_digest_the_part_is_taken_from(tmp_path):
-    """DuckDB's byte-swapped ``md5_number`` gives the hex digest's first 60 bits, and the
-    run writer's part of it is the part :func:`sql.part_of` reads from the hex digest."""
-    recipe = load_recipe("laion400m", {"root": str(tmp_path), "filter.num_parts": 7})
+def test_of_many_duplicate_groups_each_keeps_its_first_row_in_order_value_order():
+    """Groups of one to many rows sharing an order value (and keys), shuffled: one row per
+    group, the one earliest in input, groups by order value."""
+    rng = np.random.default_rng(7)
+    order = rng.integers(0, 300, size=5000) * (1 << 20)
+    position = rng.permutation(5000)
+    rows = [
+        (f"u{o}", "c", f"k{p}", None, int(p), int(o)) for o, p in zip(order, position, strict=True)
+    ]
+    table = pa.Table.from_batches([_batch(rows)])
+    idx, unique = runs.unique_order(table, ["url", "caption"])
+    expected = [f"k{position[order == o].min()}" for o in sorted(set(order.tolist()))]
+    assert unique and table.column("hash").take(pa.array(idx)).to_pylist() == expected
+
+
+def _orders(tmp_path, seed: int) -> np.ndarray:
+    """:func:`sql.order_key` of 2000 rows (every fifth caption null, rows 1000+ repeating
+    rows 0-999) under ``seed``."""
+    recipe = load_recipe(
+        "laion400m", {"root": str(tmp_path), "filter.num_parts": 7, "filter.seed": seed}
+    )
     con = duckdb.connect()
     con.execute(
-        "CREATE TABLE t AS SELECT 'https://h/' || i AS url, "
-        "CASE WHEN i % 5 = 0 THEN NULL ELSE 'caption ' || i END AS caption FROM range(2000) r(i)"
+        "CREATE TABLE t AS SELECT 'https://h/' || (i % 1000) AS url, CASE WHEN i % 5 = 0 "
+        "THEN NULL ELSE 'caption ' || (i % 1000) END AS caption FROM range(2000) r(i) ORDER BY i"
     )
-    digest = sql.key_digest(recipe)
-    got = con.execute(
-        f"SELECT {sql.order_key()}, CAST(('0x' || substr(h, 1, 15)) AS BIGINT), "
-        f"{sql.part_of('h', 7, DUCKDB)} FROM (SELECT *, {digest} AS h, "
-        f"{sql.digest_number(recipe)} AS {sql.DIGEST_NUMBER} FROM t)"
-    ).fetchnumpy()
-    order, from_hex, part = (got[k] for k in got)
-    assert (order == from_hex).all() and (order >= 0).all()
-    assert (runs.part_of_order(np.asarray(order), 7) == part).all()
-    assert len(set(part.tolist())) == 7
+    return con.execute(f"SELECT {sql.order_key(recipe)} AS o FROM t").fetchnumpy()["o"]
+
+
+def test_the_order_key_places_duplicates_together_and_the_seed_reshuffles(tmp_path):
+    """60 bits, equal for equal keys, spread over every part; another seed gives another
+    order and other parts (not the same groups of rows under other part numbers)."""
+    first, again, other = _orders(tmp_path, 0), _orders(tmp_path, 0), _orders(tmp_path, 1)
+    assert (first == again).all()
+    assert (first >= 0).all() and (first < 2**60).all()
+    assert (first[:1000] == first[1000:]).all() and len(set(first[:1000].tolist())) == 1000
+    parts, reseeded = runs.part_of_order(first, 7), runs.part_of_order(other, 7)
+    assert sorted(set(parts.tolist())) == list(range(7))
+    assert not (np.argsort(first[:1000]) == np.argsort(other[:1000])).all()
+    assert len(set(reseeded[:1000][parts[:1000] == 0].tolist())) == 7
+
+
+def test_map_tasks_with_another_order_function_stop_the_job():
+    """Executors with another DuckDB would place one key's duplicates in different parts:
+    the driver refuses their runs before any reduce."""
+    from laionflow.jobs.filter import same_order_function
+
+    same_order_function([sql.order_function()] * 3)
+    with pytest.raises(RuntimeError, match="same DuckDB version"):
+        same_order_function([sql.order_function(), "duckdb-hash-0.0.1"])
 
 
 def test_a_part_too_large_for_memory_is_sorted_by_duckdb_into_the_same_bytes(tmp_path, monkeypatch):
