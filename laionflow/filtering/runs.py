@@ -3,16 +3,16 @@ part into run files, then one reduce task per part sorts that part's runs and wr
 through the shared writer.
 
 A part is small (a 16th of the kept rows at 10M raw rows: ~300k), so its sort is a numpy sort
-of two integers in memory, where a global ``ORDER BY`` or a Spark exchange + sort moved every
+of one integer in memory, where a global ``ORDER BY`` or a Spark exchange + sort moved every
 column of every row through a sort that spills. The map side is the engine's scan, streamed;
 the reduce side is this module, the same code on both engines.
 
 A map task's batches carry the canonical columns, ``_reason`` (null when the row passed every
 rule), :data:`ORDER` (:func:`~laionflow.filtering.sql.order_key`: where the row goes and
-where it sorts) and
-:data:`POSITION` (the input position: which duplicate is kept). Run files are Arrow IPC
-streams named ``<runs>/<part>/<task>.arrow``, written under a temporary name and renamed when
-the task ends, so a re-run task replaces its own runs and a failed one leaves none that count.
+where it sorts) and :data:`POSITION` (the input position: which duplicate is kept). Run
+files are Arrow IPC streams named ``<runs>/<part>/<task>.arrow``, written under a temporary
+name and renamed when the task ends, so a re-run task replaces its own runs and a failed one
+leaves none that count.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class RunWriter:
         # one take of the passing rows grouped by part; a failed row has no order (null):
         # part ``num_parts``, after every real one, and cut off. The parts are sorted as
         # 16-bit numbers where they fit: numpy's stable sort of those is a radix sort
-        # (10M-row bench: the split 0.9 s -> 0.2 s against int32's merge sort)
+        # (10M-row bench: 0.45 s -> 0.1 s over the 40 batches against int32's merge sort)
         parts = part_of_order(order.fill_null(-1).to_numpy(), self.num_parts)
         parts[order.is_null().to_numpy(zero_copy_only=False)] = self.num_parts
         if self.num_parts < np.iinfo(np.uint16).max:

@@ -208,10 +208,10 @@ def order_key(recipe: Recipe) -> str:
     DuckDB's own ``hash`` of the dedup keys, mixed with the seed by a second ``hash`` (of a
     number: a full avalanche, so two seeds give unrelated orders and parts). It costs a
     tenth of an md5 of the keys' text (10M-row bench: the map side 2.7 cpu-seconds less),
-    but it is DuckDB's, defined by its version: :data:`ORDER_FUNCTION` names it, and the
+    but it is DuckDB's, defined by its version: :func:`order_function` names it, and the
     map tasks of one run must agree on it (a mixed cluster would split duplicates across
     parts). Equal orders with different keys are handled exactly by the reduce."""
-    keys = ", ".join(recipe.filter.dedup_keys) or "NULL"
+    keys = ", ".join(recipe.filter.dedup_keys)
     mix = int.from_bytes(hashlib.md5(str(recipe.filter.seed).encode()).digest()[:8], "big")
     return f"CAST(hash(xor(hash({keys}), {mix}::UBIGINT)) >> 4 AS BIGINT)"
 

@@ -97,6 +97,11 @@ class FilterConfig(_Strict):
     @field_validator("dedup_keys")
     @classmethod
     def _known_keys(cls, keys: list[str]) -> list[str]:
+        if not keys:  # the shuffle places rows by their keys: none would put all in one part
+            raise ValueError(
+                "needs at least one key; to drop only rows identical in every column, list "
+                f"them all: {list(CANONICAL_TYPES)}"
+            )
         unknown = [k for k in keys if k not in CANONICAL_TYPES]
         if unknown:
             raise ValueError(

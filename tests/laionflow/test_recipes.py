@@ -34,6 +34,12 @@ def test_bad_rule_column_is_rejected(tmp_path):
         load_recipe(str(bad))
 
 
+def test_dedup_needs_a_key():
+    """Without keys every row would hash alike: one part, and no key to dedup by."""
+    with pytest.raises(RecipeError, match=r"filter\.dedup_keys.*at least one key"):
+        load_recipe("laion400m", {"filter.dedup_keys": []})
+
+
 def test_bad_override_names_the_field():
     with pytest.raises(RecipeError) as err:
         load_recipe("laion400m", {"download.image_size": -5})
