@@ -10,7 +10,12 @@
 default ``cap_source``) is the recaption stage's selected caption, and the json also carries
 ``recaption`` (the model's), ``original_caption``, both CLIP scores and ``kept`` — pick one with
 ``cap_source``. Parts are exported one by one (``parts/part_NNNNN.json`` written last marks a
-part done, listing its shards); ``data.json`` is rebuilt from them and published atomically.
+part done, listing its shards and where its images came from); ``data.json`` is rebuilt from
+them and published atomically.
+
+With ``safety.blur_faces`` the images are the blur stage's copies (``blurred/part_NNNNN/``,
+which runs before the export): an export of the downloaded shards would ship the faces the
+dataset blurs. A part without a finished blur of its current shards stops the export.
 """
 
 from __future__ import annotations
@@ -39,8 +44,26 @@ def _annotation(row: dict, part: int) -> dict:
     }
 
 
-def export_part(layout: Layout, part: int) -> list[dict]:
-    """Images and caption files of one captioned part; its ``data.json`` entries."""
+def image_source(recipe, layout: Layout, part: int, shards: list[int]) -> str:
+    """The folder of the part's shards the export reads: the face-blurred copies when the
+    recipe blurs faces (they must cover ``shards``, the captioned ones), else the download's."""
+    if not recipe.safety.blur_faces:
+        return layout.images_part(part)
+    folder = layout.blurred_part(part)
+    done = f"{folder}/_done.json"
+    blurred = [int(s["shard"]) for s in fs.read_json(done)["shards"]] if fs.exists(done) else []
+    if sorted(blurred) != sorted(shards):
+        raise RuntimeError(
+            f"openuni export: safety.blur_faces is on and {part_name(part)}'s captions cover "
+            f"shards {sorted(shards)}, but its blurred copies ({folder}) cover "
+            f"{sorted(blurred)}: run the blur stage for this part first"
+        )
+    return folder
+
+
+def export_part(layout: Layout, part: int, folder: str) -> list[dict]:
+    """Images (from the shards in ``folder``) and caption files of one captioned part; its
+    ``data.json`` entries."""
     import pyarrow.parquet as pq
     import webdataset as wds
 
@@ -49,7 +72,7 @@ def export_part(layout: Layout, part: int) -> list[dict]:
         rows = {r["key"]: r for r in pq.read_table(fh).to_pylist()}
     name, entries = part_name(part), []
     for sid in done["shards"]:
-        tar = fs.webdataset_urls([shard_path(layout.images_part(part), sid, ".tar")])
+        tar = fs.webdataset_urls([shard_path(folder, sid, ".tar")])
         for sample in wds.WebDataset(tar, shardshuffle=False, empty_check=False):
             key = sample["__key__"]
             if key not in rows:
@@ -77,14 +100,17 @@ def run(recipe, force: bool = False) -> dict:
     for part in parts:
         marker = f"{layout.openuni('parts')}/{part_name(part)}.json"
         shards = fs.read_json(layout.captions_done(part))["shards"]
-        if fs.exists(marker) and fs.read_json(marker)["shards"] == shards:
-            entries += fs.read_json(marker)["entries"]
-            continue
+        folder = image_source(recipe, layout, part, shards)
+        if fs.exists(marker):
+            done = fs.read_json(marker)
+            if done["shards"] == shards and done.get("source") == folder:
+                entries += done["entries"]
+                continue
         for sub in ("raw", "captions"):  # a killed export's files of this part
             fs.rm(f"{layout.openuni(sub)}/{part_name(part)}", recursive=True)
             fs.makedirs(f"{layout.openuni(sub)}/{part_name(part)}")
-        part_entries = export_part(layout, part)
-        fs.write_json(marker, {"shards": shards, "entries": part_entries})
+        part_entries = export_part(layout, part, folder)
+        fs.write_json(marker, {"shards": shards, "source": folder, "entries": part_entries})
         entries += part_entries
     with fs.atomic_write(layout.openuni("data.json"), "w") as fh:
         json.dump(entries, fh)
@@ -95,6 +121,7 @@ def run(recipe, force: bool = False) -> dict:
         "image_folder": layout.openuni("raw"),
         "cap_folder": layout.openuni("captions"),
         "data_path": layout.openuni("data.json"),
+        "faces_blurred": recipe.safety.blur_faces,
     }
     fs.write_json(layout.openuni("_summary.json"), summary)
     log.info(

@@ -17,11 +17,11 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from laionflow import fs
+from laionflow import fs, samples
 from laionflow.captioning.model import MissingModelError
 from laionflow.captioning.tiny import save_tiny_captioner
 from laionflow.export import openuni
-from laionflow.jobs import annotate, download, embed, recaption
+from laionflow.jobs import annotate, blur, download, embed, recaption
 from laionflow.layout import Layout
 from laionflow.plan import write_run_config
 from tests.helpers import part_recipe
@@ -151,6 +151,46 @@ def test_openuni_export_reads_back_through_its_documented_fields(captioned):
         assert r["recaption"] == by_key.loc[r["key"], "caption"]
         assert min(r["size"]) > 0
     assert openuni.run(recipe)["samples"] == len(caps)  # a rerun reuses finished parts
+
+
+def test_with_faces_blurred_the_export_ships_the_blurred_images(captioned, tmp_path):
+    """The export reads the blur stage's copies when the recipe blurs faces (not before they
+    exist), and the downloaded images again once blurring is off."""
+    src = captioned["recipe"]
+    safety = src.safety.model_copy(update={"blur_faces": True})
+    recipe = src.model_copy(update={"root": str(tmp_path), "safety": safety})
+    layout = Layout(recipe.dataset_root)
+    shutil.copytree(Layout(src.dataset_root).images_part(0), layout.images_part(0))
+    shutil.copytree(Layout(src.dataset_root).captions_part(0), layout.captions_part(0))
+    keys = sorted(_tar_samples(layout.images_part(0)))
+    faces = {k: [[0.0, 0.0, 24.0, 24.0]] if i % 3 == 0 else [] for i, k in enumerate(keys)}
+    os.makedirs(layout.scores_part(0))
+    pd.DataFrame({"key": keys, "face_boxes": [faces[k] for k in keys]}).to_parquet(
+        f"{layout.scores_part(0)}/scores.parquet"
+    )
+    with pytest.raises(RuntimeError, match="run the blur stage"):
+        openuni.run(recipe)
+    blur.run(recipe, 0)
+    export = openuni.run(recipe)
+    assert export["faces_blurred"] and export["samples"] == len(keys)
+    blurred, original = _tar_samples(layout.blurred_part(0)), _tar_samples(layout.images_part(0))
+
+    def shipped(entries) -> dict[str, bytes]:
+        raw = export["image_folder"]
+        return {
+            os.path.basename(e["image"]).rsplit(".", 1)[0]: open(f"{raw}/{e['image']}", "rb").read()
+            for e in entries
+        }
+
+    with open(export["data_path"]) as fh:
+        got = shipped(json.load(fh))
+    assert got == {k: samples.image_bytes(blurred[k]) for k in keys}
+    assert [k for k in keys if got[k] != samples.image_bytes(original[k])] == [
+        k for k in keys if faces[k]
+    ]
+    plain = openuni.run(recipe.model_copy(update={"safety": src.safety}))  # blurring off
+    with open(plain["data_path"]) as fh:
+        assert shipped(json.load(fh)) == {k: samples.image_bytes(original[k]) for k in keys}
 
 
 def test_killed_mid_part_resumes_without_duplicates(captioned, tmp_path):
