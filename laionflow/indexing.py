@@ -2,8 +2,9 @@
 ``bench/index.py`` both call :func:`index_choice`).
 
 Below ``BIG_N`` vectors autofaiss's own choice stands (an HNSW when it fits the memory budget,
-tuned to its 10 ms target): it meets recall@10 ≥ 0.95 there (0.980 at 300k). From ``BIG_N`` up
-its HNSW32 falls short (recall@10 0.926-0.939 at 8-9 ms p50 on 1M clustered vectors,
+tuned to its 10 ms target): it meets recall@10 ≥ 0.95 there (0.980 at 5.4 ms p50 at 300k).
+From ``BIG_N`` up its HNSW32 is at the edge of the latency goal (0.974 at 9.8 ms p50 at 500k)
+and then falls short (recall@10 0.926-0.939 at 8-9 ms p50 on 1M clustered vectors,
 ``bench/index.py``), while an uncompressed IVF with a fixed ``nprobe`` reaches 0.9999 at a
 fraction of the latency; with √n lists (1024 at 1M) it is also cheaper to build than the HNSW
 (4·√n lists, faiss's guideline, took 4.5× longer to build for the same recall there). Figures
