@@ -7,6 +7,7 @@ here, at conftest import time, before any test module imports Airflow.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,10 @@ os.environ["LAIONFLOW_SHUFFLE_PARTITIONS"] = "4"
 # nothing in the tests may reach the real Hub: its default endpoint is a closed loopback port;
 # tests that use the Hub emulation pass the fixture server's URL explicitly
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+# py4j logs at INFO while the interpreter exits ("Closing down clientserver connection"),
+# through handlers whose streams pytest's capture has closed by then: a "Logging error"
+# traceback after the summary line
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
