@@ -64,3 +64,21 @@ def test_batch_size_grows_with_free_memory_and_never_below_the_configured_one():
     assert gpu_decode.fit_batch_size(8_000 * mib, 4 * mib, floor=256) == 512  # half of free
     assert gpu_decode.fit_batch_size(100 * mib, 4 * mib, floor=256) == 256  # floor
     assert gpu_decode.batch_size_for(None, "cpu", 128) == 128  # CPU: as configured
+
+
+def test_the_loaders_collate_tokenizes_each_batch_where_it_runs():
+    """The DataLoader runs the collate in its workers: it carries the tokenizer (picklable,
+    for spawned workers) and hands the main process the batch's tokens with the bytes."""
+    import pickle
+
+    import open_clip
+
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    collate = pickle.loads(pickle.dumps(embed.Collate(tokenizer, stack_images=False)))
+    batch = [("k1", b"jpeg-1", "a red cat", {"a": 1}), ("k2", b"jpeg-2", "a dog", {"a": 2})]
+    keys, images, tokens, captions, metas = collate(batch)
+    assert keys == ["k1", "k2"] and images == [b"jpeg-1", b"jpeg-2"]
+    assert torch.equal(tokens, tokenizer(["a red cat", "a dog"])) and tokens.shape == (2, 77)
+    assert captions == ["a red cat", "a dog"] and metas == [{"a": 1}, {"a": 2}]
+    stacked = embed.Collate(tokenizer, stack_images=True)([("k", torch.zeros(3, 2, 2), "x", {})])
+    assert stacked[1].shape == (1, 3, 2, 2)
