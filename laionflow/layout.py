@@ -167,6 +167,10 @@ class Layout:
         """Face-blurred copies of a part's shards (same shard names and keys)."""
         return self._join("blurred", part_name(part))
 
+    def blurred_done(self, part: int) -> str:
+        """The blur stage's summary of a part, written last: the shards it covers."""
+        return self._join("blurred", part_name(part), "_done.json")
+
     @property
     def kept_scores(self) -> str:
         return self._join("scores", "kept.parquet")

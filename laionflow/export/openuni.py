@@ -49,9 +49,10 @@ def image_source(recipe, layout: Layout, part: int, shards: list[int]) -> str:
     recipe blurs faces (they must cover ``shards``, the captioned ones), else the download's."""
     if not recipe.safety.blur_faces:
         return layout.images_part(part)
+    from laionflow.jobs import blur
+
     folder = layout.blurred_part(part)
-    done = f"{folder}/_done.json"
-    blurred = [int(s["shard"]) for s in fs.read_json(done)["shards"]] if fs.exists(done) else []
+    blurred = blur.finished(layout, part)[1]
     if sorted(blurred) != sorted(shards):
         raise RuntimeError(
             f"openuni export: safety.blur_faces is on and {part_name(part)}'s captions cover "

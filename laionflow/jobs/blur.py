@@ -39,6 +39,13 @@ def face_boxes(layout: Layout, part: int) -> dict[str, list]:
     )
 
 
+def finished(layout: Layout, part: int) -> tuple[dict | None, list[int]]:
+    """The stage's summary of ``part`` (``None`` before it ran) and the shards it blurred."""
+    path = layout.blurred_done(part)
+    done = fs.read_json(path) if fs.exists(path) else None
+    return done, [int(s["shard"]) for s in done["shards"]] if done else []
+
+
 def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     if not recipe.safety.blur_faces:
         return {"stage": "blur", "part": part, "skipped": "safety.blur_faces is off"}
@@ -51,10 +58,9 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
     out = layout.blurred_part(part)
     folder = layout.images_part(part)
     current = shard_ids(folder)
-    if fs.exists(f"{out}/_done.json") and not force:
-        done = fs.read_json(f"{out}/_done.json")
-        if [int(s["shard"]) for s in done["shards"]] == current:
-            return done  # a repair's patch shards make it redo the part (faces from scores)
+    done, blurred = finished(layout, part)
+    if done is not None and blurred == current and not force:
+        return done  # a repair's patch shards make it redo the part (faces from scores)
     started = time.time()
     boxes = face_boxes(layout, part)
     shards = []
@@ -84,7 +90,7 @@ def run(recipe: Recipe, part: int, force: bool = False) -> dict:
             [shard_path(out, int(s["shard"]), ".tar"), s["samples"], s["blurred"]] for s in shards
         )
     summary["stats_csv"] = f"{out}_stats.csv"
-    fs.write_json(f"{out}/_done.json", summary)
+    fs.write_json(layout.blurred_done(part), summary)
     log.info(
         "blur %s: %d of %d samples blurred", part_name(part), summary["blurred"], summary["samples"]
     )

@@ -39,7 +39,7 @@ def _blurred(layout: Layout) -> dict:
     root = posixpath.dirname(layout.blurred_part(0))
     parts = {}
     for part in layout.done_parts(root) if fs.exists(root) else []:
-        done = fs.read_json(f"{layout.blurred_part(part)}/_done.json")
+        done = fs.read_json(layout.blurred_done(part))
         parts[part_name(part)] = {
             "shards": [s["shard"] for s in done["shards"]],
             "blurred_samples": done["blurred"],
