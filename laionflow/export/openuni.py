@@ -24,6 +24,7 @@ import json
 import logging
 
 from laionflow import fs, samples
+from laionflow.jobs import blur
 from laionflow.layout import Layout, part_name, shard_path
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ def image_source(recipe, layout: Layout, part: int, shards: list[int]) -> str:
     recipe blurs faces (they must cover ``shards``, the captioned ones), else the download's."""
     if not recipe.safety.blur_faces:
         return layout.images_part(part)
-    from laionflow.jobs import blur
-
     folder = layout.blurred_part(part)
     blurred = blur.finished(layout, part)[1]
     if sorted(blurred) != sorted(shards):
